@@ -1,0 +1,82 @@
+// Config files (JSON or YAML, chosen by extension or content) decoded into Codable values.
+// A malformed file is refused with a message naming the field path, e.g.
+// `networks[0].vni: expected an integer in 1...16777215`.
+
+import Foundation
+import Yams
+
+/// A config error that names the offending field.
+package struct ConfigError: Error, CustomStringConvertible, Sendable {
+    package var field: String
+    package var reason: String
+
+    package init(field: String, _ reason: String) {
+        self.field = field
+        self.reason = reason
+    }
+
+    package var description: String { field.isEmpty ? reason : "\(field): \(reason)" }
+}
+
+package enum ConfigFile {
+    /// Decodes `T` from JSON or YAML text. YAML is a superset of JSON, but JSON is decoded
+    /// with Foundation when it looks like JSON so error paths match JSON users' expectations.
+    package static func decode<T: Decodable>(_ type: T.Type, from text: String) throws(ConfigError) -> T {
+        do {
+            let trimmed = text.drop { $0.isWhitespace }
+            if trimmed.hasPrefix("{") || trimmed.hasPrefix("[") {
+                return try JSONDecoder().decode(T.self, from: Data(text.utf8))
+            }
+            return try YAMLDecoder().decode(T.self, from: text)
+        } catch let e as ConfigError {
+            throw e
+        } catch let e as DecodingError {
+            throw ConfigError(decoding: e)
+        } catch {
+            throw ConfigError(field: "", "cannot parse: \(error)")
+        }
+    }
+
+    /// Reads and decodes a file.
+    package static func load<T: Decodable>(_ type: T.Type, path: String) throws(ConfigError) -> T {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError(field: "", "cannot read config file \(path)")
+        }
+        return try decode(T.self, from: String(decoding: data, as: UTF8.self))
+    }
+}
+
+extension ConfigError {
+    /// Turns a DecodingError into a field-naming message.
+    package init(decoding error: DecodingError) {
+        func path(_ keys: [any CodingKey]) -> String {
+            var out = ""
+            for k in keys {
+                if let i = k.intValue {
+                    out += "[\(i)]"
+                } else {
+                    out += out.isEmpty ? k.stringValue : ".\(k.stringValue)"
+                }
+            }
+            return out
+        }
+        switch error {
+        case .keyNotFound(let key, let ctx):
+            let parent = path(ctx.codingPath)
+            self.init(field: parent.isEmpty ? key.stringValue : "\(parent).\(key.stringValue)", "missing")
+        case .typeMismatch(let t, let ctx):
+            self.init(field: path(ctx.codingPath), "expected \(t)")
+        case .valueNotFound(let t, let ctx):
+            self.init(field: path(ctx.codingPath), "expected \(t), found null")
+        case .dataCorrupted(let ctx):
+            if let underlying = ctx.underlyingError as? ConfigError {
+                let p = path(ctx.codingPath)
+                self.init(field: p.isEmpty ? underlying.field : p, underlying.reason)
+            } else {
+                self.init(field: path(ctx.codingPath), ctx.debugDescription)
+            }
+        @unknown default:
+            self.init(field: "", "\(error)")
+        }
+    }
+}

@@ -1,0 +1,2 @@
+// Routing mesh: see ARCHITECTURE.md §Mesh.
+package enum MeshModule {}

@@ -1,0 +1,2 @@
+// Overlay data plane: see ARCHITECTURE.md §Overlay.
+package enum OverlayModule {}

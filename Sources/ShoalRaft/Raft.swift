@@ -1,0 +1,2 @@
+// Raft core: see ARCHITECTURE.md §Raft.
+package enum RaftModule {}

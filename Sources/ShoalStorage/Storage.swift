@@ -1,0 +1,4 @@
+// Storage: see ARCHITECTURE.md §Storage.
+import ShoalCrypto
+
+package enum StorageModule {}

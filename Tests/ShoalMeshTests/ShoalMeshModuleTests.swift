@@ -1,0 +1,7 @@
+import Testing
+
+@testable import ShoalMesh
+
+@Suite struct ShoalMeshModuleTests {
+    @Test func moduleLinks() {}
+}

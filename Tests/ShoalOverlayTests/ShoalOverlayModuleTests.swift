@@ -1,0 +1,7 @@
+import Testing
+
+@testable import ShoalOverlay
+
+@Suite struct ShoalOverlayModuleTests {
+    @Test func moduleLinks() {}
+}

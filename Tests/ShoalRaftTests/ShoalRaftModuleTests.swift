@@ -1,0 +1,7 @@
+import Testing
+
+@testable import ShoalRaft
+
+@Suite struct ShoalRaftModuleTests {
+    @Test func moduleLinks() {}
+}

@@ -1,0 +1,7 @@
+import Testing
+
+@testable import ShoalStorage
+
+@Suite struct ShoalStorageModuleTests {
+    @Test func moduleLinks() {}
+}

@@ -1,0 +1,7 @@
+import Testing
+
+@testable import ShoalWire
+
+@Suite struct ShoalWireModuleTests {
+    @Test func moduleLinks() {}
+}
