@@ -65,6 +65,15 @@ let package = Package(
             ],
             swiftSettings: strict),
 
+        // MARK: libFuzzer targets. A normal build makes corpus replayers (run by the tests);
+        // `scripts/fuzz.sh` builds them with -sanitize=fuzzer and -DSHOAL_FUZZ.
+        .target(name: "FuzzSupport", path: "Fuzz/FuzzSupport"),
+        .executableTarget(name: "fuzz-vxlan", dependencies: ["ShoalWire", "FuzzSupport"], path: "Fuzz/fuzz-vxlan"),
+        .executableTarget(name: "fuzz-esp", dependencies: ["ShoalOverlay", "FuzzSupport"], path: "Fuzz/fuzz-esp"),
+        .executableTarget(name: "fuzz-proxy", dependencies: ["ShoalWire", "FuzzSupport"], path: "Fuzz/fuzz-proxy"),
+        .executableTarget(
+            name: "fuzz-meshtable", dependencies: ["ShoalMesh", "FuzzSupport"], path: "Fuzz/fuzz-meshtable"),
+
         // MARK: Tests.
         .testTarget(name: "ShoalWireTests", dependencies: ["ShoalWire"], swiftSettings: strict),
         .testTarget(name: "ShoalCryptoTests", dependencies: ["ShoalCrypto"], swiftSettings: strict),
