@@ -19,6 +19,7 @@ package struct OverlayConfig: Codable, Sendable {
     package var underlay: Underlay
     package var control: String?
     package var networks: [Network]
+    package var keyRing: KeyRing?
 
     package struct Underlay: Codable, Sendable {
         package var address: String
@@ -43,11 +44,14 @@ package struct OverlayConfig: Codable, Sendable {
         package var underlay: String
     }
 
-    package init(node: String, underlay: Underlay, control: String? = nil, networks: [Network]) {
+    package init(
+        node: String, underlay: Underlay, control: String? = nil, networks: [Network], keyRing: KeyRing? = nil
+    ) {
         self.node = node
         self.underlay = underlay
         self.control = control
         self.networks = networks
+        self.keyRing = keyRing
     }
 
     package static func load(path: String) throws(ConfigError) -> OverlayPlan {
@@ -84,8 +88,12 @@ package struct OverlayPlan: Sendable {
     package var espPort: UInt16
     package var control: String?
     package var networks: [NetworkPlan]
-    /// Remote nodes, sorted by id: index = peer index in the data path.
+    /// Remote nodes, sorted by id: index = peer index in the data path (and in the ESP engine).
     package var peers: [Peer]
+    /// The key ring, when a network is encrypted.
+    package var keyRing: KeyRing?
+
+    package var encrypted: Bool { networks.contains { $0.encrypted } }
 
     package struct Peer: Sendable, Equatable {
         package var node: String
@@ -159,10 +167,10 @@ extension OverlayConfig {
         Encapsulation.plaintextOverheadBytes + (encrypted ? espOverheadBytes : 0)
     }
 
-    /// ESP in UDP adds the outer UDP header (4500) in front of the inner UDP header that carries
-    /// VXLAN; the ESP header, IV, padding, trailer and ICV are the engine's headroom and tailroom.
-    /// The inner UDP header is part of the engine's headroom, so: headroom + tailroom.
-    package static var espOverheadBytes: Int { espHeadroomBytes + espTailroomBytes }
+    /// ESP in UDP keeps the outer IPv4 + UDP (now to 4500) and adds what the ESP engine writes
+    /// around the VXLAN packet: inner UDP, ESP header and IV in front (headroom); worst-case
+    /// padding, trailer and ICV behind (tailroom): 24 + 21 = 45 bytes.
+    package static var espOverheadBytes: Int { ESPEngine.headroom + ESPEngine.tailroom }
 
     /// Validates every field; the error names the first bad one.
     package func validate() throws(ConfigError) -> OverlayPlan {
@@ -236,14 +244,15 @@ extension OverlayConfig {
                     name: net.name ?? "vni\(net.vni)", vni: UInt32(net.vni), subnet: subnet, mtu: mtu,
                     encrypted: encrypted, fdb: fdb))
         }
+        if plans.contains(where: { $0.encrypted }) {
+            guard let keyRing else { throw ConfigError(field: "keyRing", "missing: a network is encrypted") }
+            do { try keyRing.validate() } catch {
+                throw ConfigError(field: "keyRing.\(error.field)", error.reason)
+            }
+        }
         return OverlayPlan(
             node: node, underlayAddress: .v4(under), underlayMTU: umtu, vxlanPort: UInt16(vport),
             espPort: UInt16(eport), control: control, networks: plans,
-            peers: peers.keys.sorted().map { OverlayPlan.Peer(node: $0, underlay: peers[$0]!) })
+            peers: peers.keys.sorted().map { OverlayPlan.Peer(node: $0, underlay: peers[$0]!) }, keyRing: keyRing)
     }
 }
-
-/// ESP's room before the VXLAN header and after the frame (ESPEngine.headroom / .tailroom once
-/// the engine is merged): inner UDP 8 + ESP header 8 + IV 8; padding ≤ 3 + trailer 2 + ICV 16.
-package let espHeadroomBytes = 24
-package let espTailroomBytes = 21

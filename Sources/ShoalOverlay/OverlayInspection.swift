@@ -54,7 +54,7 @@ package struct OverlayInspection: Codable, Sendable {
         }
         if let esp {
             out +=
-                "esp cipher \(esp.cipher)  epochs \(esp.epochs.map { "\($0.id):\($0.state)" }.joined(separator: " "))\n"
+                "esp sealed \(esp.sealedPackets) opened \(esp.openedPackets)  cipher \(esp.cipher)  epochs \(esp.epochs.map { "\($0.id):\($0.state)" }.joined(separator: " "))\n"
             for sa in esp.sas {
                 out +=
                     "  sa spi 0x\(String(sa.spi, radix: 16)) epoch \(sa.epoch) \(sa.direction) peer \(sa.peer) seq \(sa.sequence)\n"
@@ -80,6 +80,8 @@ package struct ESPReport: Codable, Sendable {
     package var epochs: [Epoch]
     package var sas: [SA]
     package var drops: [String: UInt64]
+    package var sealedPackets: UInt64
+    package var openedPackets: UInt64
 
     package struct Epoch: Codable, Sendable {
         package var id: UInt32
@@ -94,10 +96,15 @@ package struct ESPReport: Codable, Sendable {
         package var sequence: UInt64
     }
 
-    package init(cipher: String, epochs: [Epoch], sas: [SA], drops: [String: UInt64]) {
+    package init(
+        cipher: String, epochs: [Epoch], sas: [SA], drops: [String: UInt64], sealedPackets: UInt64,
+        openedPackets: UInt64
+    ) {
         self.cipher = cipher
         self.epochs = epochs
         self.sas = sas
         self.drops = drops
+        self.sealedPackets = sealedPackets
+        self.openedPackets = openedPackets
     }
 }

@@ -30,11 +30,6 @@ package final class OverlayNode {
     /// Default control socket of `node`.
     package static func defaultControlPath(node: String) -> String { "/run/shoal/overlay-\(node).sock" }
 
-    /// Sets up a node from its plan (with the ESP engine when a network is encrypted).
-    package static func start(plan: OverlayPlan) throws -> OverlayNode {
-        try OverlayNode(plan: plan, sealer: nil)
-    }
-
     /// Creates bridges and TAPs and binds the sockets. On failure, what was created is removed.
     package init(plan: OverlayPlan, sealer: (any OverlaySealer)?) throws {
         self.plan = plan

@@ -18,6 +18,7 @@
 //   0                   frameOffset-8  frameOffset
 
 import ShoalSystem
+import ShoalWire
 
 #if canImport(Glibc)
     import Glibc
@@ -64,6 +65,7 @@ package final class VTEP {
 
     /// `tapFDs[i]` is network i's TAP (owned by the caller); sockets are bound here.
     package init(plan: OverlayPlan, tapFDs: [CInt], sealer: (any OverlaySealer)?) throws(SystemError) {
+        precondition(Self.frameOffset >= VXLAN.headerBytes + ESPEngine.headroom, "slot headroom too small for ESP")
         self.plan = plan
         self.sealer = sealer
         var nets: [Network] = []
@@ -151,8 +153,8 @@ package final class VTEP {
             }
             // VXLAN header (RFC 7348 §5): flags 0x08 (valid VNI), 24 reserved bits, VNI, 8 reserved bits.
             let vx = base + Self.frameOffset - Encapsulation.vxlanHeaderBytes
-            vx.storeBytes(of: UInt32(0x0800_0000).bigEndian, as: UInt32.self)
-            vx.storeBytes(of: (net.plan.vni << 8).bigEndian, toByteOffset: 4, as: UInt32.self)
+            VXLAN.write(
+                vni: net.plan.vni, into: UnsafeMutableRawBufferPointer(start: vx, count: VXLAN.headerBytes), at: 0)
             let vxLen = Encapsulation.vxlanHeaderBytes + len
             peerCounters[peer].txPackets += 1
             peerCounters[peer].txBytes += UInt64(vxLen)
@@ -264,13 +266,10 @@ package final class VTEP {
     @inline(__always)
     private func deliver(_ b: UnsafeMutableRawBufferPointer, _ vx: Range<Int>, peer: Int, encrypted: Bool) {
         // RFC 7348 §5: the I flag must be set; other flag bits and reserved fields are ignored on receipt.
-        guard vx.count >= Encapsulation.vxlanHeaderBytes + Encapsulation.ethernetHeaderBytes,
-            b[vx.lowerBound] & 0x08 != 0
-        else {
+        guard let vni = VXLAN.parse(UnsafeRawBufferPointer(rebasing: b[vx])) else {
             counters.dropMalformed += 1
             return
         }
-        let vni = UInt32(b[vx.lowerBound + 4]) << 16 | UInt32(b[vx.lowerBound + 5]) << 8 | UInt32(b[vx.lowerBound + 6])
         guard let n = vniToNetwork[vni] else {
             counters.dropUnknownVNI += 1
             return
