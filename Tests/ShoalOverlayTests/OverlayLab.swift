@@ -15,6 +15,7 @@ final class OverlayLab {
     let dir: URL
     private var daemons: [Process] = []
     private var others: [Process] = []
+    private var iperfPort = 5300
     static let key1 = "000102030405060708090a0b0c0d0e0f"
 
     /// The `shoal` binary next to the test bundle (built by `swift build --build-tests`).
@@ -111,9 +112,12 @@ final class OverlayLab {
         client: Int, server: Int, seconds: Int = 1, bytes: String? = nil, udpBitrate: String? = nil,
         reverse: Bool = false
     ) throws -> [String: Any] {
-        let srv = try spawnInTask(server, ["iperf3", "-s", "-1", "-B", overlayIP(server)])
+        // A fresh port per run: a one-shot server of the previous run may still be exiting.
+        iperfPort += 1
+        let port = String(iperfPort)
+        let srv = try spawnInTask(server, ["iperf3", "-s", "-1", "-B", overlayIP(server), "-p", port])
         defer { if srv.isRunning { kill(srv.processIdentifier, SIGKILL) } }
-        var args = ["iperf3", "-c", overlayIP(server), "-J", "--connect-timeout", "3000"]
+        var args = ["iperf3", "-c", overlayIP(server), "-p", port, "-J", "--connect-timeout", "3000"]
         args += bytes.map { ["-n", $0] } ?? ["-t", String(seconds)]
         if let udpBitrate { args += ["-u", "-b", udpBitrate] }
         if reverse { args.append("-R") }
