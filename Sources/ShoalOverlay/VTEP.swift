@@ -76,6 +76,8 @@ package final class VTEP {
     private let sendArena: UnsafeMutableRawPointer
     private let receiveArena: UnsafeMutableRawPointer
     private let scratch: UnsafeMutableRawBufferPointer
+    /// Receive-side TCP coalescing, one per network.
+    private let coalescers: [TCPCoalescer]
 
     /// `tapFDs[i]` is network i's TAP (owned by the caller); sockets are bound here.
     package init(plan: OverlayPlan, tapFDs: [CInt], sealer: (any OverlaySealer)?) throws(SystemError) {
@@ -116,6 +118,7 @@ package final class VTEP {
         }
         try vxlan.enableGRO()
         try esp?.enableGRO()
+        coalescers = plan.networks.map { _ in TCPCoalescer() }
         readBuffer = .allocate(byteCount: Self.slotBytes, alignment: 64)
         sendArena = .allocate(byteCount: Self.slotBytes * Self.batchPackets, alignment: 64)
         receiveArena = .allocate(byteCount: Self.slotBytes * Self.batchPackets, alignment: 64)
@@ -377,6 +380,9 @@ package final class VTEP {
                 }
             }
         }
+        for (k, c) in coalescers.enumerated() where !c.isEmpty {
+            if !c.flush(to: networks[k].tapFD) { counters.dropTapWriteFailed += 1 }
+        }
         return n
     }
 
@@ -404,6 +410,20 @@ package final class VTEP {
         if peer >= 0 {
             peerCounters[peer].rxPackets += 1
             peerCounters[peer].rxBytes += UInt64(vx.count)
+        }
+        let frame = UnsafeRawBufferPointer(
+            start: b.baseAddress! + vx.lowerBound + Encapsulation.vxlanHeaderBytes, count: frameLen)
+        let c = coalescers[n]
+        if c.offer(frame, trusted: encrypted) {
+            counters.tapFramesOut += 1
+            return
+        }
+        if !c.isEmpty {
+            if !c.flush(to: net.tapFD) { counters.dropTapWriteFailed += 1 }
+            if c.offer(frame, trusted: encrypted) {
+                counters.tapFramesOut += 1
+                return
+            }
         }
         // The virtio_net_hdr goes over the VXLAN header and the bytes before it (the previous
         // datagram of a GRO run, already written; or the slot's receive offset). An ESP frame's

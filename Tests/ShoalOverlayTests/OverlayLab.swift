@@ -122,16 +122,20 @@ final class OverlayLab {
         if let udpBitrate { args += ["-u", "-b", udpBitrate] }
         if reverse { args.append("-R") }
         var out = ""
-        for attempt in 0..<20 {  // until the server listens
-            do {
-                out = try inTask(client, args)
+        var end: [String: Any] = [:]
+        for _ in 0..<50 {  // until the server listens (iperf3 -J reports "connection refused" in JSON)
+            out = (try? inTask(client, args)) ?? ""
+            let json = (try? JSONSerialization.jsonObject(with: Data(out.utf8))) as? [String: Any] ?? [:]
+            if json["error"] == nil, let e = json["end"] as? [String: Any], !e.isEmpty {
+                end = e
                 break
-            } catch  where attempt < 19 {
-                usleep(100_000)
             }
+            usleep(100_000)
         }
-        let json = try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any] ?? [:]
-        return json["end"] as? [String: Any] ?? [:]
+        guard !end.isEmpty else {
+            throw OverlayLabError(description: "iperf3 \(args.joined(separator: " ")) gave no result: \(out)")
+        }
+        return end
     }
 
     /// Stops the daemons with SIGTERM and returns their logs; then removes everything.

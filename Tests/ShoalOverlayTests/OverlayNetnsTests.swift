@@ -30,7 +30,7 @@ struct OverlayNetnsTests {
         let tcpBack = try o.iperf(client: 1, server: 2, reverse: true)
         #expect(tcpBack.number("sum_received", "bytes") > 1_000_000)
         let udp = try o.iperf(client: 2, server: 1, udpBitrate: "20M")
-        #expect(udp.number("sum", "packets") > 1000)
+        #expect(udp.number("sum", "packets") > 1000, "\(udp)")
         #expect(udp.number("sum", "lost_percent") < 5)
         let udpBack = try o.iperf(client: 2, server: 1, udpBitrate: "20M", reverse: true)
         #expect(udpBack.number("sum", "packets") > 1000)
