@@ -53,7 +53,12 @@ package final class VTEP {
 
     package let plan: OverlayPlan
     package private(set) var networks: [Network]
-    private var vniToNetwork: [UInt32: Int] = [:]
+    /// Per network, by index: what the receive path needs, as plain arrays (no dictionary
+    /// hashing or struct copies per datagram; a node serves a handful of networks).
+    private var rxVNIs: [UInt32] = []
+    private var rxTapFDs: [CInt] = []
+    private var rxEncrypted: [Bool] = []
+    private var rxMaxFrame: [Int] = []
     private var peerByUnderlay: [UInt32: Int] = [:]
     private var peerVXLAN: [sockaddr_in] = []
     private var peerESP: [sockaddr_in] = []
@@ -98,7 +103,10 @@ package final class VTEP {
                 }
             }
             nets.append(Network(plan: n, tapFD: tapFDs[i], macToPeer: macToPeer, arp: arp))
-            vniToNetwork[n.vni] = i
+            rxVNIs.append(n.vni)
+            rxTapFDs.append(tapFDs[i])
+            rxEncrypted.append(n.encrypted)
+            rxMaxFrame.append(Encapsulation.ethernetHeaderBytes + n.mtu)
         }
         networks = nets
         for (i, p) in plan.peers.enumerated() {
@@ -380,8 +388,8 @@ package final class VTEP {
                 }
             }
         }
-        for (k, c) in coalescers.enumerated() where !c.isEmpty {
-            if !c.flush(to: networks[k].tapFD) { counters.dropTapWriteFailed += 1 }
+        for k in 0..<coalescers.count where !coalescers[k].isEmpty {
+            if !coalescers[k].flush(to: rxTapFDs[k]) { counters.dropTapWriteFailed += 1 }
         }
         return n
     }
@@ -393,20 +401,22 @@ package final class VTEP {
             counters.dropMalformed += 1
             return
         }
-        guard let n = vniToNetwork[vni] else {
+        var n = 0
+        while n < rxVNIs.count && rxVNIs[n] != vni { n += 1 }
+        guard n < rxVNIs.count else {
             counters.dropUnknownVNI += 1
             return
         }
-        let net = networks[n]
-        guard net.plan.encrypted == encrypted else {
+        guard rxEncrypted[n] == encrypted else {
             counters.dropWrongEncapsulation += 1
             return
         }
         let frameLen = vx.count - Encapsulation.vxlanHeaderBytes
-        guard frameLen <= Encapsulation.ethernetHeaderBytes + net.plan.mtu else {
+        guard frameLen <= rxMaxFrame[n] else {
             counters.dropMTU += 1
             return
         }
+        let tapFD = rxTapFDs[n]
         if peer >= 0 {
             peerCounters[peer].rxPackets += 1
             peerCounters[peer].rxBytes += UInt64(vx.count)
@@ -419,7 +429,7 @@ package final class VTEP {
             return
         }
         if !c.isEmpty {
-            if !c.flush(to: net.tapFD) { counters.dropTapWriteFailed += 1 }
+            if !c.flush(to: tapFD) { counters.dropTapWriteFailed += 1 }
             if c.offer(frame, trusted: encrypted) {
                 counters.tapFramesOut += 1
                 return
@@ -431,7 +441,7 @@ package final class VTEP {
         let start = b.baseAddress! + vx.lowerBound + Encapsulation.vxlanHeaderBytes - VirtioNetHeader.bytes
         VirtioNetHeader.writePlain(start, flags: encrypted ? VirtioNetHeader.flagDataValid : 0)
         let total = VirtioNetHeader.bytes + frameLen
-        if Glibc.write(net.tapFD, start, total) == total {
+        if Glibc.write(tapFD, start, total) == total {
             counters.tapFramesOut += 1
         } else {
             counters.dropTapWriteFailed += 1
