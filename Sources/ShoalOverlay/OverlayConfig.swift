@@ -234,6 +234,8 @@ extension OverlayConfig {
                     }
                 } else if let known = peers[ep.node], known != u {
                     throw ConfigError(field: "\(g).underlay", "node \(ep.node) was given underlay \(known) before")
+                } else if u == .v4(under) || peers.contains(where: { $0.key != ep.node && $0.value == u }) {
+                    throw ConfigError(field: "\(g).underlay", "\(u) is another node's underlay address")
                 } else {
                     peers[ep.node] = u
                 }
