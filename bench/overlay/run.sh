@@ -25,13 +25,16 @@ cleanup() {
 trap cleanup EXIT
 bash scripts/netns-lab.sh up "$lab" 2
 
+# Background commands are started as `ip netns exec NS CMD...` directly (no shell function in
+# between), so the PID recorded is the command's own and killing it leaves nothing behind.
 bg() { "$@" >>"$work/bg.log" 2>&1 & pids+=($!); }
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+bg_ns() { local ns=$1; shift; bg ip netns exec "$ns" "$@"; }
 
 # iperf3 Gb/s: client in $1 (CPU 0) to server $3 in $2 (CPU 1), $4 parallel streams.
 iperf() {
   local cns=$1 sns=$2 ip=$3 streams=$4
-  bg in_ns "$sns" taskset -c 1 iperf3 -s -1 -B "$ip" -p 5201
+  bg_ns "$sns" taskset -c 1 iperf3 -s -1 -B "$ip" -p 5201
   sleep 0.5
   in_ns "$cns" taskset -c 0 iperf3 -c "$ip" -p 5201 -t "$secs" -P "$streams" -J >"$work/iperf.json" 2>/dev/null || {
     echo "n/a"; return; }
@@ -42,7 +45,7 @@ iperf() {
 rtt() {
   local cns=$1 sns=$2 ip=$3 proto=$4 flag=""
   [ "$proto" = tcp ] && flag=--tcp
-  bg in_ns "$sns" taskset -c 1 sockperf sr $flag -i "$ip" -p 11111
+  bg_ns "$sns" taskset -c 1 sockperf sr $flag -i "$ip" -p 11111
   local spid=${pids[-1]}
   sleep 0.5
   in_ns "$cns" taskset -c 0 sockperf pp $flag -i "$ip" -p 11111 -t "$secs" -m 64 --full-rtt >"$work/sp.txt" 2>&1 || true
@@ -86,7 +89,7 @@ for i in 1 2; do
 done
 wgif() { echo "sw$1-$$"; }
 for i in 1 2; do
-  bg in_ns "$lab-h$i" taskset -c $((i - 1)) wireguard-go -f "$(wgif $i)"
+  bg_ns "$lab-h$i" taskset -c $((i - 1)) wireguard-go -f "$(wgif $i)"
 done
 for i in 1 2; do
   for _ in $(seq 100); do [ -S "/var/run/wireguard/$(wgif $i).sock" ] && break; sleep 0.1; done
@@ -118,7 +121,7 @@ JSON
   done
   local vteps=()
   for i in 1 2; do
-    bg in_ns "$lab-h$i" taskset -c $((i - 1)) "$bin" overlay run --config "$work/n$i.json"
+    bg_ns "$lab-h$i" taskset -c $((i - 1)) "$bin" overlay run --config "$work/n$i.json"
     vteps+=("${pids[-1]}")
   done
   for _ in $(seq 50); do [ -S "$work/n1.sock" ] && [ -S "$work/n2.sock" ] && break; sleep 0.1; done
