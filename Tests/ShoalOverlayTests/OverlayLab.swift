@@ -107,12 +107,14 @@ final class OverlayLab {
     }
 
     /// iperf3 from task `client` to task `server` (TCP, or UDP at `udpBitrate`); the JSON end summary.
-    func iperf(client: Int, server: Int, seconds: Int = 1, udpBitrate: String? = nil, reverse: Bool = false)
-        throws -> [String: Any]
-    {
+    func iperf(
+        client: Int, server: Int, seconds: Int = 1, bytes: String? = nil, udpBitrate: String? = nil,
+        reverse: Bool = false
+    ) throws -> [String: Any] {
         let srv = try spawnInTask(server, ["iperf3", "-s", "-1", "-B", overlayIP(server)])
         defer { if srv.isRunning { kill(srv.processIdentifier, SIGKILL) } }
-        var args = ["iperf3", "-c", overlayIP(server), "-t", String(seconds), "-J", "--connect-timeout", "3000"]
+        var args = ["iperf3", "-c", overlayIP(server), "-J", "--connect-timeout", "3000"]
+        args += bytes.map { ["-n", $0] } ?? ["-t", String(seconds)]
         if let udpBitrate { args += ["-u", "-b", udpBitrate] }
         if reverse { args.append("-R") }
         var out = ""
