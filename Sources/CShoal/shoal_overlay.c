@@ -40,3 +40,40 @@ int shoal_signal_pipe_read(int fd) {
     if (n < 0 && errno == EAGAIN) return 0;
     return -1;
 }
+
+uint64_t shoal_csum_add(const void *data, size_t len, uint64_t acc) {
+    const unsigned char *p = data;
+    while (len >= 8) {
+        uint32_t a, b;
+        memcpy(&a, p, 4);
+        memcpy(&b, p + 4, 4);
+        acc += (uint64_t)a + b;
+        p += 8;
+        len -= 8;
+    }
+    if (len >= 4) {
+        uint32_t a;
+        memcpy(&a, p, 4);
+        acc += a;
+        p += 4;
+        len -= 4;
+    }
+    if (len >= 2) {
+        uint16_t a;
+        memcpy(&a, p, 2);
+        acc += a;
+        p += 2;
+        len -= 2;
+    }
+    if (len) {
+        uint16_t a = 0;
+        memcpy(&a, p, 1);  /* the odd byte, padded with a zero byte after it */
+        acc += a;
+    }
+    return acc;
+}
+
+uint16_t shoal_csum_fold(uint64_t acc) {
+    while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
+    return (uint16_t)~acc;
+}

@@ -18,6 +18,10 @@ package final class BatchUDP {
     private let msgs: UnsafeMutablePointer<shoal_mmsghdr>
     private let iovs: UnsafeMutablePointer<iovec>
     private let addrs: UnsafeMutablePointer<sockaddr_in>
+    /// Per-slot control buffers: UDP_SEGMENT on send, UDP_GRO on receive.
+    private let control: UnsafeMutableRawPointer
+    private static let controlBytes = 64
+    package private(set) var groEnabled = false
 
     /// A UDP socket bound to `address` (IPv4), with `capacity` message slots and socket buffers
     /// of `bufferBytes` each way.
@@ -38,6 +42,8 @@ package final class BatchUDP {
         msgs.initialize(repeating: shoal_mmsghdr(), count: capacity)
         iovs.initialize(repeating: iovec(), count: capacity)
         addrs.initialize(repeating: sockaddr_in(), count: capacity)
+        control = .allocate(byteCount: Self.controlBytes * capacity, alignment: 16)
+        control.initializeMemory(as: UInt8.self, repeating: 0, count: Self.controlBytes * capacity)
         for i in 0..<capacity {
             msgs[i].msg_hdr.msg_iov = iovs + i
             msgs[i].msg_hdr.msg_iovlen = 1
@@ -49,6 +55,31 @@ package final class BatchUDP {
         msgs.deallocate()
         iovs.deallocate()
         addrs.deallocate()
+        control.deallocate()
+    }
+
+    /// UDP_GRO: the kernel may coalesce datagrams of one flow into one receive, with equal-size
+    /// segments (the last may be shorter); `segmentSize(i)` tells the size.
+    package func enableGRO() throws(SystemError) {
+        try Socket.setOption(fd, shoal_sol_udp(), shoal_udp_gro(), 1, "UDP_GRO")
+        groEnabled = true
+    }
+
+    /// The GRO segment size of received slot `i`, or nil if it holds one datagram.
+    @inline(__always)
+    package func segmentSize(_ i: Int) -> Int? {
+        guard groEnabled else { return nil }
+        let v = withUnsafePointer(to: &msgs[i].msg_hdr) { shoal_cmsg_get_int($0, shoal_sol_udp(), shoal_udp_gro()) }
+        return v > 0 ? Int(v) : nil
+    }
+
+    /// Asks the kernel to split slot `i` into datagrams of `size` bytes (UDP GSO, UDP_SEGMENT);
+    /// call after `setSlot`.
+    @inline(__always)
+    package func setSegmentSize(_ i: Int, _ size: Int) {
+        msgs[i].msg_hdr.msg_control = control + i * Self.controlBytes
+        msgs[i].msg_hdr.msg_controllen = Self.controlBytes
+        _ = shoal_cmsg_put_u16(&msgs[i].msg_hdr, shoal_sol_udp(), shoal_udp_segment(), UInt16(size))
     }
 
     /// Points slot `i` at `count` bytes at `base` (to receive into, or to send).
@@ -56,6 +87,8 @@ package final class BatchUDP {
     package func setSlot(_ i: Int, base: UnsafeMutableRawPointer, count: Int) {
         iovs[i].iov_base = base
         iovs[i].iov_len = count
+        msgs[i].msg_hdr.msg_control = nil
+        msgs[i].msg_hdr.msg_controllen = 0
     }
 
     /// Sets slot `i`'s destination (IPv4 host order address, port).
@@ -70,7 +103,12 @@ package final class BatchUDP {
     package func receive(_ count: Int) -> Result<Int, Errno> {
         for i in 0..<count {
             msgs[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
-            msgs[i].msg_hdr.msg_controllen = 0
+            if groEnabled {
+                msgs[i].msg_hdr.msg_control = control + i * Self.controlBytes
+                msgs[i].msg_hdr.msg_controllen = Self.controlBytes
+            } else {
+                msgs[i].msg_hdr.msg_controllen = 0
+            }
             msgs[i].msg_hdr.msg_flags = 0
         }
         return syscallRetrying { shoal_recvmmsg(fd.rawValue, msgs, UInt32(count), CInt(MSG_DONTWAIT)) }
@@ -98,7 +136,6 @@ package final class BatchUDP {
         while done < count {
             for i in done..<count {
                 msgs[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
-                msgs[i].msg_hdr.msg_controllen = 0
             }
             switch syscallRetrying({ shoal_sendmmsg(fd.rawValue, msgs + done, UInt32(count - done), 0) }) {
             case .success(let n): done += Int(n)

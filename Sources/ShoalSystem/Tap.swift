@@ -34,6 +34,10 @@ package struct Tap: ~Copyable {
         _ = try syscallOrThrow("ioctl(TUNSETOFFLOAD)", name) { shoal_tap_set_offload(fd.rawValue, flags) }
     }
 
+    /// Offloads a VTEP asks for with IFF_VNET_HDR: checksums may be left partial, and TCP over
+    /// IPv4/IPv6 arrives as segmentation-offload superframes (up to 64 KiB).
+    package static var tcpOffloads: UInt32 { shoal_tun_f_csum() | shoal_tun_f_tso4() | shoal_tun_f_tso6() }
+
     /// Reads one frame; `.wouldBlock` when none is queued.
     @inline(__always)
     package func read(into buffer: UnsafeMutableRawBufferPointer) -> Result<Int, Errno> {

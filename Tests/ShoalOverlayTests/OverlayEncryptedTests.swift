@@ -97,7 +97,7 @@ struct OverlayEncryptedTests {
             args + ["-Y", "tcp", "-T", "fields", "-e", "ip.src", "-e", "tcp.dstport", "-e", "vxlan.vni"])
         let rows = fields.split(separator: "\n")
         #expect(rows.count > 50, "tshark decoded \(rows.count) inner TCP packets")
-        #expect(rows.contains { $0.contains("198.19.0.1") && $0.contains("5201") && $0.contains("100") })
+        #expect(rows.contains { $0.contains("198.19.0.1") && $0.contains("530") && $0.contains("100") })
 
         // Bad datagrams from host 2's underlay address (sent with socat), and real packets of n2
         // replayed and forged.

@@ -15,6 +15,7 @@ final class OverlayLab {
     let dir: URL
     private var daemons: [Process] = []
     private var others: [Process] = []
+    private var iperfPort = 5300
     static let key1 = "000102030405060708090a0b0c0d0e0f"
 
     /// The `shoal` binary next to the test bundle (built by `swift build --build-tests`).
@@ -111,23 +112,30 @@ final class OverlayLab {
         client: Int, server: Int, seconds: Int = 1, bytes: String? = nil, udpBitrate: String? = nil,
         reverse: Bool = false
     ) throws -> [String: Any] {
-        let srv = try spawnInTask(server, ["iperf3", "-s", "-1", "-B", overlayIP(server)])
+        // A fresh port per run: a one-shot server of the previous run may still be exiting.
+        iperfPort += 1
+        let port = String(iperfPort)
+        let srv = try spawnInTask(server, ["iperf3", "-s", "-1", "-B", overlayIP(server), "-p", port])
         defer { if srv.isRunning { kill(srv.processIdentifier, SIGKILL) } }
-        var args = ["iperf3", "-c", overlayIP(server), "-J", "--connect-timeout", "3000"]
+        var args = ["iperf3", "-c", overlayIP(server), "-p", port, "-J", "--connect-timeout", "3000"]
         args += bytes.map { ["-n", $0] } ?? ["-t", String(seconds)]
         if let udpBitrate { args += ["-u", "-b", udpBitrate] }
         if reverse { args.append("-R") }
         var out = ""
-        for attempt in 0..<20 {  // until the server listens
-            do {
-                out = try inTask(client, args)
+        var end: [String: Any] = [:]
+        for _ in 0..<50 {  // until the server listens (iperf3 -J reports "connection refused" in JSON)
+            out = (try? inTask(client, args)) ?? ""
+            let json = (try? JSONSerialization.jsonObject(with: Data(out.utf8))) as? [String: Any] ?? [:]
+            if json["error"] == nil, let e = json["end"] as? [String: Any], !e.isEmpty {
+                end = e
                 break
-            } catch  where attempt < 19 {
-                usleep(100_000)
             }
+            usleep(100_000)
         }
-        let json = try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any] ?? [:]
-        return json["end"] as? [String: Any] ?? [:]
+        guard !end.isEmpty else {
+            throw OverlayLabError(description: "iperf3 \(args.joined(separator: " ")) gave no result: \(out)")
+        }
+        return end
     }
 
     /// Stops the daemons with SIGTERM and returns their logs; then removes everything.

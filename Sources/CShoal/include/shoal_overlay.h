@@ -3,6 +3,9 @@
 #ifndef SHOAL_OVERLAY_H
 #define SHOAL_OVERLAY_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -15,6 +18,12 @@ int shoal_setns_net(int fd);
 int shoal_signal_pipe_terminate(void);
 /// Reads one signal number from that pipe; 0 if none is pending, -1 on error.
 int shoal_signal_pipe_read(int fd);
+
+/// Internet checksum (RFC 1071) accumulation: adds `len` bytes at `data` to `acc`, summing
+/// native-order 16-bit words (the result is byte-order independent once stored back natively).
+uint64_t shoal_csum_add(const void *data, size_t len, uint64_t acc);
+/// Folds an accumulator to 16 bits and complements it: the checksum, to store natively.
+uint16_t shoal_csum_fold(uint64_t acc);
 
 #ifdef __cplusplus
 }
