@@ -81,25 +81,28 @@ struct BenchCommand: ParsableCommand {
             )
         }
 
+        /// A buffer laid out as the VTEP's: headroom, a VXLAN packet of `size` bytes, tailroom.
+        private func packetBuffer() -> (UnsafeMutableRawBufferPointer, Range<Int>) {
+            let buffer = UnsafeMutableRawBufferPointer.allocate(
+                byteCount: ESPEngine.headroom + size + ESPEngine.tailroom, alignment: 64)
+            buffer.initializeMemory(as: UInt8.self, repeating: 1)
+            VXLAN.write(vni: 1, into: buffer, at: ESPEngine.headroom)
+            return (buffer, ESPEngine.headroom..<(ESPEngine.headroom + size))
+        }
+
         /// ESP seal of a VXLAN packet of `size` bytes (header + frame).
         private func espSeal(_ keySize: AESGCMKeySize, _ count: Int) {
             let (a, _) = engines(keySize)
-            let buffer = UnsafeMutableRawBufferPointer.allocate(
-                byteCount: ESPEngine.headroom + size + ESPEngine.tailroom, alignment: 64)
+            let (buffer, payload) = packetBuffer()
             defer { buffer.deallocate() }
-            buffer.initializeMemory(as: UInt8.self, repeating: 1)
-            let payload = ESPEngine.headroom..<(ESPEngine.headroom + size)
             for _ in 0..<count { _ = a.seal(buffer, payload: payload, peer: 1) }
         }
 
+        /// ESP seal and open of the same packet, one after the other.
         private func espSealOpen(_ keySize: AESGCMKeySize, _ count: Int) {
             let (a, b) = engines(keySize)
-            let buffer = UnsafeMutableRawBufferPointer.allocate(
-                byteCount: ESPEngine.headroom + size + ESPEngine.tailroom, alignment: 64)
+            let (buffer, payload) = packetBuffer()
             defer { buffer.deallocate() }
-            buffer.initializeMemory(as: UInt8.self, repeating: 1)
-            VXLAN.write(vni: 1, into: buffer, at: ESPEngine.headroom)
-            let payload = ESPEngine.headroom..<(ESPEngine.headroom + size)
             for _ in 0..<count {
                 guard let r = a.seal(buffer, payload: payload, peer: 1), case .vxlan = b.open(buffer, datagram: r)
                 else {
