@@ -7,5 +7,5 @@ struct Shoal: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "shoal",
         abstract: "Routing mesh and encrypted VXLAN overlay for container clusters.",
-        subcommands: [OverlayCommand.self, MeshCommand.self, RaftCommand.self])
+        subcommands: [OverlayCommand.self, MeshCommand.self, RaftCommand.self, BenchCommand.self])
 }
