@@ -1,7 +1,7 @@
 // One node's overlay configuration, as read by `shoal overlay run --config FILE` (JSON or YAML):
 //
 //   node: n1
-//   underlay: { address: 198.18.0.1, mtu: 1500, vxlanPort: 4789, espPort: 4500 }
+//   underlay: { address: 198.18.0.1, mtu: 1500, vxlanPort: 4789, espPort: 4500, busyPollMicroseconds: 50 }
 //   control: /run/shoal/overlay-n1.sock          # optional
 //   networks:
 //     - { name: blue, vni: 100, subnet: 198.19.0.0/24, encrypted: false,
@@ -26,6 +26,8 @@ package struct OverlayConfig: Codable, Sendable {
         package var mtu: Int?
         package var vxlanPort: Int?
         package var espPort: Int?
+        /// Keep polling without sleeping for this long after traffic (0: always sleep).
+        package var busyPollMicroseconds: Int?
     }
 
     package struct Network: Codable, Sendable {
@@ -81,12 +83,18 @@ package enum Encapsulation {
 
 /// A checked, ready-to-run configuration.
 package struct OverlayPlan: Sendable {
+    /// Busy-poll after traffic for this long by default: it keeps a request/response exchange
+    /// from paying a thread wake-up per hop (bench/overlay/RESULTS.md), at the price of up to
+    /// 50 µs of CPU after each burst.
+    package static let defaultBusyPollMicroseconds = 50
+
     package var node: String
     package var underlayAddress: IPAddress
     package var underlayMTU: Int
     package var vxlanPort: UInt16
     package var espPort: UInt16
     package var control: String?
+    package var busyPollMicroseconds: Int
     package var networks: [NetworkPlan]
     /// Remote nodes, sorted by id: index = peer index in the data path (and in the ESP engine).
     package var peers: [Peer]
@@ -186,6 +194,10 @@ extension OverlayConfig {
         guard (1...65535).contains(eport), eport != vport else {
             throw ConfigError(field: "underlay.espPort", "expected 1...65535, different from vxlanPort")
         }
+        let spin = underlay.busyPollMicroseconds ?? OverlayPlan.defaultBusyPollMicroseconds
+        guard (0...10_000).contains(spin) else {
+            throw ConfigError(field: "underlay.busyPollMicroseconds", "expected 0...10000")
+        }
         guard !networks.isEmpty else { throw ConfigError(field: "networks", "at least one network is needed") }
         var peers: [String: IPAddress] = [:]
         var plans: [NetworkPlan] = []
@@ -254,7 +266,7 @@ extension OverlayConfig {
         }
         return OverlayPlan(
             node: node, underlayAddress: .v4(under), underlayMTU: umtu, vxlanPort: UInt16(vport),
-            espPort: UInt16(eport), control: control, networks: plans,
+            espPort: UInt16(eport), control: control, busyPollMicroseconds: spin, networks: plans,
             peers: peers.keys.sorted().map { OverlayPlan.Peer(node: $0, underlay: peers[$0]!) }, keyRing: keyRing)
     }
 }

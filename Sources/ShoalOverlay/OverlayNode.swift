@@ -85,9 +85,16 @@ package final class OverlayNode {
         let signalIndex = fds.count
         fds.append(pollfd(fd: signals.fd.rawValue, events: Int16(POLLIN), revents: 0))
         let taps = tapFDs.count
+        // Busy-poll for a short while after traffic before sleeping: a request/response pair
+        // then finds the VTEP awake instead of paying a thread wake-up on each hop.
+        let spinNanoseconds = UInt64(plan.busyPollMicroseconds) * 1000
+        var lastActivity: UInt64 = 0
         while true {
-            let r = poll(&fds, nfds_t(fds.count), -1)
+            let spinning = spinNanoseconds > 0 && Self.monotonicNanoseconds() &- lastActivity < spinNanoseconds
+            let r = poll(&fds, nfds_t(fds.count), spinning ? 0 : -1)
+            if r == 0 { continue }
             if r < 0 { continue }  // EINTR
+            if spinNanoseconds > 0 { lastActivity = Self.monotonicNanoseconds() }
             if fds[signalIndex].revents != 0, signals.take() != nil { return }
             // Drain what is ready, one batch per source per round, so no source starves another.
             var busy = true
@@ -113,6 +120,13 @@ package final class OverlayNode {
             }
             if fds[controlIndex].revents != 0 { serveControl() }
         }
+    }
+
+    @inline(__always)
+    static func monotonicNanoseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
     }
 
     // MARK: control

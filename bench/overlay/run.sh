@@ -77,7 +77,7 @@ up() {
     for i in 1 2; do
       ip netns add "$LAB-t$i"
       cat > "$DIR/n$i.json" <<JSON
-{"node":"n$i","underlay":{"address":"198.18.0.$i","mtu":1500},"control":"$DIR/n$i.sock",
+{"node":"n$i","underlay":{"address":"198.18.0.$i","mtu":1500,"busyPollMicroseconds":${SHOAL_SPIN_US:-50}},"control":"$DIR/n$i.sock",
  "networks":[{"vni":100,"subnet":"198.19.0.0/24","encrypted":$enc,"fdb":[
    {"mac":"02:00:c6:13:00:01","ip":"198.19.0.1","node":"n1","underlay":"198.18.0.1"},
    {"mac":"02:00:c6:13:00:02","ip":"198.19.0.2","node":"n2","underlay":"198.18.0.2"}]}],
