@@ -574,7 +574,8 @@ package struct RawNode: Sendable {
         if maybeCommit() {
             broadcastAppend()
         } else if oldPaused || updated {
-            sendAppend(to: from, sendIfEmpty: false)
+            // A follower that was paused may have missed a commit advance: tell it even if empty.
+            sendAppend(to: from, sendIfEmpty: oldPaused && progress[from]!.match < lastIndex + 1 && commit > 0)
         }
         while progress[from].map({ !isPaused($0) && $0.next <= lastIndex }) == true {
             let before = progress[from]!.next
