@@ -16,6 +16,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
         // MARK: C: system libraries and the shim for what Glibc does not import.
@@ -64,6 +65,23 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strict),
+
+        // MARK: libFuzzer targets. A normal build makes corpus replayers (run by the tests);
+        // `scripts/fuzz.sh` builds them with -sanitize=fuzzer and -DSHOAL_FUZZ.
+        .target(name: "FuzzSupport", path: "Fuzz/FuzzSupport"),
+        .executableTarget(name: "fuzz-vxlan", dependencies: ["ShoalWire", "FuzzSupport"], path: "Fuzz/fuzz-vxlan"),
+        .executableTarget(name: "fuzz-esp", dependencies: ["ShoalOverlay", "FuzzSupport"], path: "Fuzz/fuzz-esp"),
+        .executableTarget(name: "fuzz-proxy", dependencies: ["ShoalWire", "FuzzSupport"], path: "Fuzz/fuzz-proxy"),
+        .executableTarget(
+            name: "fuzz-meshtable", dependencies: ["ShoalMesh", "FuzzSupport"], path: "Fuzz/fuzz-meshtable"),
+
+        // MARK: Microbenchmarks (ordo-one/benchmark) with committed malloc thresholds in
+        // bench/thresholds: `scripts/bench-allocs.sh` fails when a hot path allocates.
+        .executableTarget(
+            name: "OverlayBenchmarks",
+            dependencies: ["ShoalOverlay", .product(name: "Benchmark", package: "benchmark")],
+            path: "Benchmarks/OverlayBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]),
 
         // MARK: Tests.
         .testTarget(name: "ShoalWireTests", dependencies: ["ShoalWire"], swiftSettings: strict),

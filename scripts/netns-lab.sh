@@ -8,8 +8,8 @@
 #   netns-lab.sh sweep            remove labs named shoal-PID-* whose PID is gone (left by a
 #                                 crashed test run of ours).
 #
-# Only namespaces named LAB-h<i> and LAB-sw are ever touched; links live inside them and die
-# with them. Addresses: 198.18.0.0/16 only.
+# Only namespaces named LAB-h<i>, LAB-t<i> (task namespaces that tests add) and LAB-sw are ever
+# touched; links live inside them and die with them. Addresses: 198.18.0.0/16 only.
 set -euo pipefail
 
 up() {
@@ -39,7 +39,7 @@ up() {
 down() {
   local lab=$1
   local ns
-  for ns in $(ip netns list | awk '{print $1}' | grep -E "^${lab}-(h[0-9]+|sw)$" || true); do
+  for ns in $(ip netns list | awk '{print $1}' | grep -E "^${lab}-(h[0-9]+|t[0-9]+|sw)$" || true); do
     local pids
     pids=$(ip netns pids "$ns" 2>/dev/null || true)
     if [ -n "$pids" ]; then kill -9 $pids 2>/dev/null || true; fi

@@ -1,4 +1,4 @@
-// The `shoal` command: one executable, one subcommand group per part.
+// The `shoal` command: one executable, one subcommand group per part, each in its own file.
 
 import ArgumentParser
 
@@ -7,5 +7,5 @@ struct Shoal: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "shoal",
         abstract: "Routing mesh and encrypted VXLAN overlay for container clusters.",
-        subcommands: [])
+        subcommands: [OverlayCommand.self, MeshCommand.self, RaftCommand.self, BenchCommand.self])
 }

@@ -1,2 +1,0 @@
-// Overlay data plane: see ARCHITECTURE.md §Overlay.
-package enum OverlayModule {}

@@ -1,0 +1,186 @@
+// The overlay daemon of one node (`shoal overlay run`): sets up, per network, a Linux bridge and
+// a TAP on it (netlink, libnl), binds the underlay sockets, then runs the VTEP on the calling
+// thread until SIGINT/SIGTERM/SIGHUP, serving the control socket between batches; on the way
+// out it removes what it created (the TAPs vanish with their descriptors; bridges are deleted).
+//
+//   poll([TAP per network, UDP vxlan, UDP esp?, control?, signalfd])
+//     └─ readable TAP → VTEP.pumpTap   readable UDP → VTEP.pumpUDP   control → one request
+//
+// Contract: construct, `run()`, then `tearDown()` (also after a failed `run`); one thread.
+
+import Foundation
+import ShoalConfig
+import ShoalSystem
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+package final class OverlayNode {
+    package let plan: OverlayPlan
+    private let netlink: Netlink
+    private var createdBridges: [String] = []
+    private var tapFDs: [CInt] = []
+    private var controlFD: CInt = -1
+    package private(set) var vtep: VTEP!
+    /// Key-ring handling (add / promote / retire), set when the ESP engine is in use.
+    package var keyControl: ((ControlRequest) throws -> String)?
+    package var espReport: (() -> ESPReport)?
+
+    /// Default control socket of `node`.
+    package static func defaultControlPath(node: String) -> String { "/run/shoal/overlay-\(node).sock" }
+
+    /// Creates bridges and TAPs and binds the sockets. On failure, what was created is removed.
+    package init(plan: OverlayPlan, sealer: (any OverlaySealer)?) throws {
+        self.plan = plan
+        netlink = try Netlink()
+        do {
+            for n in plan.networks {
+                // A bridge left by a crashed run of ours has our name: replace it.
+                netlink.deleteLink(n.bridgeName)
+                try netlink.addBridge(n.bridgeName, mtu: n.mtu)
+                createdBridges.append(n.bridgeName)
+                // IFF_VNET_HDR with checksum and TSO offloads: TCP arrives in 64 KiB superframes.
+                let tap = try Tap(name: n.tapName, vnetHeader: true)
+                try tap.setOffload(Tap.tcpOffloads)
+                tapFDs.append(tap.releaseDescriptor())  // closed in tearDown
+                try netlink.setLink(n.tapName, up: true, mtu: n.mtu, master: n.bridgeName)
+                try netlink.setLink(n.bridgeName, up: true)
+            }
+            vtep = try VTEP(plan: plan, tapFDs: tapFDs, sealer: sealer)
+            let path = plan.control ?? Self.defaultControlPath(node: plan.node)
+            try? FileManager.default.createDirectory(
+                atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            controlFD = try UnixStream.listen(path: path).release()
+        } catch {
+            tearDown()
+            throw error
+        }
+    }
+
+    package func tearDown() {
+        if controlFD >= 0 {
+            close(controlFD)
+            controlFD = -1
+            unlink(plan.control ?? Self.defaultControlPath(node: plan.node))
+        }
+        for fd in tapFDs { close(fd) }
+        tapFDs = []
+        for b in createdBridges { netlink.deleteLink(b) }
+        createdBridges = []
+    }
+
+    /// Runs until a termination signal arrives.
+    package func run(signals: borrowing TerminationSignals) {
+        var fds: [pollfd] = tapFDs.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+        let vxlanIndex = fds.count
+        fds.append(pollfd(fd: vtep.vxlan.fd.rawValue, events: Int16(POLLIN), revents: 0))
+        var espIndex = -1
+        if let esp = vtep.esp {
+            espIndex = fds.count
+            fds.append(pollfd(fd: esp.fd.rawValue, events: Int16(POLLIN), revents: 0))
+        }
+        let controlIndex = fds.count
+        fds.append(pollfd(fd: controlFD, events: Int16(POLLIN), revents: 0))
+        let signalIndex = fds.count
+        fds.append(pollfd(fd: signals.fd.rawValue, events: Int16(POLLIN), revents: 0))
+        let taps = tapFDs.count
+        while true {
+            let r = poll(&fds, nfds_t(fds.count), -1)
+            if r < 0 { continue }  // EINTR
+            if fds[signalIndex].revents != 0, signals.take() != nil { return }
+            // Drain what is ready, one batch per source per round, so no source starves another.
+            var busy = true
+            while busy {
+                busy = false
+                for t in 0..<taps where fds[t].revents != 0 {
+                    if vtep.pumpTap(t) == VTEP.batchPackets { busy = true } else { fds[t].revents = 0 }
+                }
+                if fds[vxlanIndex].revents != 0 {
+                    if vtep.pumpUDP(encrypted: false) == VTEP.batchPackets {
+                        busy = true
+                    } else {
+                        fds[vxlanIndex].revents = 0
+                    }
+                }
+                if espIndex >= 0, fds[espIndex].revents != 0 {
+                    if vtep.pumpUDP(encrypted: true) == VTEP.batchPackets {
+                        busy = true
+                    } else {
+                        fds[espIndex].revents = 0
+                    }
+                }
+            }
+            if fds[controlIndex].revents != 0 { serveControl() }
+        }
+    }
+
+    // MARK: control
+
+    private func serveControl() {
+        guard let conn = UnixStream.accept(listener: controlFD) else { return }
+        guard let line = UnixStream.readLine(conn) else { return }
+        var response = ControlResponse(ok: true)
+        do {
+            let request = try JSONDecoder().decode(ControlRequest.self, from: Data(line))
+            switch request.op {
+            case "inspect":
+                response.inspection = inspection()
+            default:
+                guard let keyControl else {
+                    throw ConfigError(field: "op", "\(request.op): this node has no encrypted network")
+                }
+                response.text = try keyControl(request)
+            }
+        } catch {
+            response = ControlResponse(ok: false, error: "\(error)")
+        }
+        let bytes = (try? JSONEncoder().encode(response)) ?? Data("{\"ok\":false}".utf8)
+        UnixStream.writeAll(conn, Array(bytes) + [10])
+    }
+
+    package func inspection() -> OverlayInspection {
+        var peers: [OverlayInspection.Peer] = []
+        for (i, p) in plan.peers.enumerated() {
+            peers.append(.init(node: p.node, underlay: "\(p.underlay)", traffic: vtep.peerCounters[i]))
+        }
+        let nets = plan.networks.map { n in
+            OverlayInspection.Network(
+                name: n.name, vni: n.vni, subnet: "\(n.subnet)", mtu: n.mtu, encrypted: n.encrypted,
+                bridge: n.bridgeName, tap: n.tapName,
+                fdb: n.fdb.map {
+                    .init(
+                        mac: "\($0.mac)", ip: "\(IPAddress.v4($0.ip))", node: $0.node, underlay: "\($0.underlay)",
+                        local: $0.node == plan.node)
+                })
+        }
+        return OverlayInspection(
+            node: plan.node, underlay: "\(plan.underlayAddress)", underlayMTU: plan.underlayMTU,
+            vxlanPort: plan.vxlanPort, espPort: plan.espPort, networks: nets, peers: peers,
+            counters: vtep.counters, esp: espReport?())
+    }
+}
+
+/// One control request (a JSON line). `op`: inspect | keys-add | keys-promote | keys-retire | export-sa.
+package struct ControlRequest: Codable, Sendable {
+    package var op: String
+    package var id: UInt32?
+    package var key: String?
+    package var localAddress: String?
+    package init(op: String, id: UInt32? = nil, key: String? = nil) {
+        self.op = op
+        self.id = id
+        self.key = key
+    }
+}
+
+package struct ControlResponse: Codable, Sendable {
+    package var ok: Bool
+    package var error: String?
+    package var inspection: OverlayInspection?
+    package var text: String?
+    package init(ok: Bool, error: String? = nil) {
+        self.ok = ok
+        self.error = error
+    }
+}

@@ -1,0 +1,8 @@
+import ArgumentParser
+
+struct MeshCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mesh",
+        abstract: "The routing mesh: L4 ingress proxy on published ports.",
+        subcommands: [])
+}

@@ -1,7 +1,0 @@
-import Testing
-
-@testable import ShoalOverlay
-
-@Suite struct ShoalOverlayModuleTests {
-    @Test func moduleLinks() {}
-}
