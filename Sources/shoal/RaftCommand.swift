@@ -9,7 +9,7 @@ struct RaftCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "raft",
         abstract: "Raft consensus node and client.",
-        subcommands: [RaftRun.self, RaftKV.self])
+        subcommands: [RaftRun.self, RaftKV.self, RaftBenchCommand.self])
 }
 
 func parsePeers(_ s: String) throws -> [NodeID: String] {
@@ -96,6 +96,42 @@ struct RaftKV: ParsableCommand {
         case .result(.cas(let ok, let cur)):
             print("\(ok ? "swapped" : "failed") \(cur.map { String(decoding: $0, as: UTF8.self) } ?? "(absent)")")
             if !ok { throw ExitCode(1) }
+        }
+    }
+}
+
+struct RaftBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench", abstract: "In-process benchmark: commits/s, commit latency, failover time.")
+
+    @Option(help: "Cluster sizes, comma-separated.") var nodes = "3,5"
+    @Option(help: "Concurrent clients.") var clients = 64
+    @Option(help: "Seconds per throughput run.") var seconds = 5.0
+    @Option(help: "Leader kills for the failover measurement (0 to skip).") var kills = 20
+    @Option(help: "Tick interval in milliseconds for the failover runs.") var tickMs = 20
+    @Option(help: "Directory on a real disk for the data.") var dir = "/var/tmp"
+
+    func run() throws {
+        print("| nodes | encryption | commits/s | p50 ms | p99 ms | fsyncs/s (leader) |")
+        print("|---|---|---|---|---|---|")
+        for n in nodes.split(separator: ",").compactMap({ Int($0) }) {
+            for enc in [false, true] {
+                let r = try RaftBench.throughput(
+                    nodes: n, encrypt: enc, clients: clients, seconds: seconds, directory: dir)
+                print(
+                    "| \(n) | \(enc ? "AES-GCM" : "off") | \(Int(r.commitsPerSecond)) | "
+                        + String(
+                            format: "%.2f | %.2f | %.0f |", r.p50Micros / 1000, r.p99Micros / 1000,
+                            Double(r.walSyncs) / r.seconds))
+            }
+        }
+        if kills > 0 {
+            let ms = try RaftBench.failover(nodes: 3, kills: kills, tickMs: tickMs, directory: dir).sorted()
+            guard !ms.isEmpty else { return }
+            func pct(_ p: Double) -> Double { ms[min(ms.count - 1, Int(Double(ms.count) * p))] }
+            print(
+                "\nfailover (3 nodes, tick \(tickMs) ms, election timeout \(10 * tickMs)-\(20 * tickMs) ms, \(ms.count) kills): "
+                    + String(format: "p50 %.0f ms, p99 %.0f ms, max %.0f ms", pct(0.5), pct(0.99), ms.last!))
         }
     }
 }
