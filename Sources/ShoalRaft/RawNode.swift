@@ -426,7 +426,7 @@ package struct RawNode: Sendable {
             votes[m.from] = !m.reject
             let granted = voters.filter { votes[$0] == true }.count
             let rejected = voters.filter { votes[$0] == false }.count
-            if granted >= quorum {
+            if granted >= quorum && isPromotable {
                 if role == .preCandidate {
                     becomeCandidateAndVote(transfer: false)
                 } else {
@@ -691,6 +691,10 @@ package struct RawNode: Sendable {
 
     private mutating func applyConfiguration(_ newVoters: [NodeID]) {
         voters = newVoters
+        if role != .leader && role != .follower && !voters.contains(id) {
+            becomeFollower(term: term, leader: 0)  // a removed node stops campaigning
+            return
+        }
         guard role == .leader else { return }
         if !voters.contains(id) {
             becomeFollower(term: term, leader: 0)

@@ -15,7 +15,10 @@ import Testing
 
     static func runSeeds(_ seeds: [UInt64], nodes: Int) -> [SimulationFailure] {
         var failures: [SimulationFailure] = []
+        let verbose = ProcessInfo.processInfo.environment["SHOAL_RAFT_VERBOSE"] != nil
         for seed in seeds {
+            // A trap inside the core kills the process before it can report: name the seed first.
+            if verbose { FileHandle.standardError.write(Data("raft sim seed \(seed) (\(nodes) nodes)\n".utf8)) }
             var sim = Simulation(seed: seed, options: SimOptions(nodes: nodes))
             do {
                 try sim.run()
