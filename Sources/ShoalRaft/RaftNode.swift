@@ -5,9 +5,10 @@
 //     → transport.send → apply to the KV state machine → answer waiters → advance()
 //     → snapshot + compaction every `snapshotEntries` applied entries
 //
-// Persist-before-send: no message leaves before the entries and hard state of its Ready are
-// fsynced, so a vote or an append acknowledgment is never lost by a crash. A client is answered
-// only when its command is applied (it is committed, hence durable on a majority).
+// Persist-before-send: no vote, vote answer or append acknowledgment leaves before the entries
+// and hard state of its Ready are fsynced, so none is lost by a crash. Only a leader's appends
+// and heartbeats go out while its own fsync runs (it counts itself only once persisted). A client
+// is answered only when its command is applied (it is committed, hence durable on a majority).
 
 import Dispatch
 import Foundation
@@ -277,8 +278,19 @@ private final class Driver {
         while raft.hasReady {
             let wasLeader = raft.role == .leader
             let rd = raft.ready()
-            try storage.save(rd)
-            transport.send(rd.messages)
+            if wasLeader {
+                // A leader may replicate while it writes its own log (Raft thesis §10.2.1): it
+                // counts itself in the commit quorum only for entries it has persisted, and its
+                // term and vote were persisted before it could become leader. Everything else
+                // (votes, acknowledgments) waits for the fsync.
+                let early = rd.messages.filter { Self.leaderMaySendEarly($0.kind) }
+                transport.send(early)
+                try storage.save(rd)
+                transport.send(rd.messages.filter { !Self.leaderMaySendEarly($0.kind) })
+            } else {
+                try storage.save(rd)
+                transport.send(rd.messages)
+            }
             if let s = rd.snapshot { sm = try KVStateMachine.restore(s) }
             for e in rd.committedEntries {
                 guard e.index > sm.appliedIndex else { continue }
@@ -300,6 +312,10 @@ private final class Driver {
                 try storage.saveSnapshot(raft.snapshot)
             }
         }
+    }
+
+    static func leaderMaySendEarly(_ k: MessageKind) -> Bool {
+        k == .append || k == .heartbeat || k == .snapshot
     }
 
     func failAll(_ e: RaftNodeError) {
