@@ -6,8 +6,8 @@
 //   autolock:      KEK = HKDF-SHA256(unlock key bytes, salt, "shoal storage kek"); never on disk.
 //                  The unlock key is shown once as SHOAL-KEY-1-<64 hex digits>.
 //
-// Sealed record: keyID u32 | nonce[12] | ciphertext | tag[16]; AAD = keyID ‖ caller AAD. Random
-// 96-bit nonces: safe well beyond any realistic record count per key (2^32), and data keys rotate.
+// Sealed record: keyID u32 | nonce[12] | ciphertext | tag[16]; AAD = keyID ‖ caller AAD. Nonces:
+// a random 64-bit prefix per keyring instance (redrawn every 2^32 records) and a 32-bit counter.
 // Not thread-safe: owned by the storage driver.
 
 import ShoalCrypto
@@ -139,12 +139,27 @@ package final class KeyRing {
 
     package var keyIDs: [UInt32] { rawKeys.keys.sorted() }
 
+    /// Nonce = 8 random bytes, drawn again every 2^32 records, ‖ a 32-bit counter: unique per
+    /// key without a RAND_bytes call per record (prefix collisions across restarts: ~n²/2^65).
+    private var noncePrefix: [UInt8] = secureRandomBytes(8)
+    private var nonceCounter: UInt32 = 0
+
+    private func nextNonce(into out: inout [UInt8]) {
+        if nonceCounter == .max {
+            noncePrefix = secureRandomBytes(8)
+            nonceCounter = 0
+        }
+        nonceCounter += 1
+        out.append(contentsOf: noncePrefix)
+        withUnsafeBytes(of: nonceCounter.littleEndian) { out.append(contentsOf: $0) }
+    }
+
     package func seal(_ plain: [UInt8], aad: [UInt8] = []) -> [UInt8] {
         let id = currentKeyID
         var out = [UInt8]()
         out.reserveCapacity(4 + 12 + plain.count + 16)
         withUnsafeBytes(of: id.littleEndian) { out.append(contentsOf: $0) }
-        out.append(contentsOf: secureRandomBytes(12))
+        nextNonce(into: &out)
         out.append(contentsOf: plain)
         out.append(contentsOf: [UInt8](repeating: 0, count: 16))
         let fullAAD = Self.keyAAD(id) + aad
