@@ -69,6 +69,33 @@ func walPath(_ dir: String) throws -> String {
         }
     }
 
+    /// A crash can cut the last write anywhere: every cut recovers to a prefix of the records,
+    /// never an error and never a record that was not written.
+    @Test(arguments: [false, true]) func everyTruncationRecoversAPrefix(encrypted: Bool) throws {
+        try withTempDir { dir in
+            let ring = encrypted ? try KeyRing.create(directory: dir, autolock: false).0 : nil
+            do {
+                let (wal, _) = try WAL.open(directory: dir, keyRing: ring)
+                for r in Self.records(12) {
+                    wal.append(r)
+                    if r.last! % 3 == 0 { try wal.sync() }
+                }
+                try wal.sync()
+            }
+            let path = try walPath(dir)
+            let full = try FileIO.readAll(path)
+            var lastCount = -1
+            for cut in 0...full.count {
+                try FileIO.writeAtomically(Array(full[0..<cut]), to: path, directory: dir)
+                let (_, recovered) = try WAL.open(directory: dir, keyRing: ring)
+                #expect(recovered == Array(Self.records(12).prefix(recovered.count)), "cut at \(cut)")
+                #expect(recovered.count >= lastCount)
+                lastCount = recovered.count
+            }
+            #expect(lastCount == 12)
+        }
+    }
+
     @Test func corruptedMiddleIsRefused() throws {
         try withTempDir { dir in
             do {
