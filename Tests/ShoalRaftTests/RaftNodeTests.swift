@@ -1,4 +1,5 @@
 import Foundation
+import ShoalStorage
 import Testing
 
 @testable import ShoalRaft
@@ -102,6 +103,42 @@ final class LocalCluster {
         let r = c.nodes[f]!.submitAndWait(KVRequest(id: 1, command: .put(key: "a", value: [1])))
         // The follower knows the leader once it has heard from it.
         if case .failure(.notLeader(let hint)) = r { #expect(hint == l || hint == 0) } else { Issue.record("\(r)") }
+    }
+
+    /// Autolock: the node refuses to start without the unlock key it printed, and with it reads
+    /// its data back.
+    @Test func autolockedNodeNeedsItsUnlockKey() throws {
+        try withTempDir { dir in
+            var o = RaftNodeOptions(id: 1, voters: [1], dataDirectory: dir + "/n1")
+            o.encrypt = true
+            o.autolock = true
+            o.tickMilliseconds = 5
+            let net = LocalNetwork()
+            let first = try RaftNode(options: o, transport: net)
+            let key = try #require(first.createdUnlockKey)
+            var ok = false
+            for i in 0..<200 where !ok {
+                if case .success = first.submitAndWait(
+                    KVRequest(id: UInt64(i + 1), command: .put(key: "s", value: [42])))
+                {
+                    ok = true
+                }
+                usleep(10_000)
+            }
+            #expect(ok)
+            first.stop()
+            #expect(throws: StorageError.self) { _ = try RaftNode(options: o, transport: net) }
+            o.unlockKey = key
+            let second = try RaftNode(options: o, transport: net)
+            defer { second.stop() }
+            var value: Result<KVResult, RaftNodeError> = .failure(.unknownOutcome)
+            for _ in 0..<200 {
+                value = second.readAndWait("s")
+                if case .success = value { break }
+                usleep(10_000)
+            }
+            #expect(value == .success(.value([42])))
+        }
     }
 
     @Test func messageCodecRoundTrips() throws {
