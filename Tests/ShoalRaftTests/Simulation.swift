@@ -75,6 +75,7 @@ struct Simulation {
     var committed: [UInt64: Entry] = [:]
     var leaderOfTerm: [UInt64: NodeID] = [:]
     var knownValues: [String: [[UInt8]]] = [:]
+    var faultsOn = true
     var stats = (elections: 0, commits: 0, crashes: 0, configChanges: 0, snapshotsSent: 0)
     let keys = ["a", "b", "c"]
 
@@ -111,6 +112,7 @@ struct Simulation {
             try step(faults: true)
         }
         // Heal, restart everyone, and require progress.
+        faultsOn = false
         blocked.removeAll()
         for id in allIDs where nodes[id] != nil && nodes[id]!.raft == nil { restart(id) }
         let before = committed.keys.max() ?? 0
@@ -204,6 +206,17 @@ struct Simulation {
     mutating func handleReady(_ id: NodeID) throws(SimulationFailure) {
         guard var node = nodes[id], var raft = node.raft, raft.hasReady else { return }
         let rd = raft.ready()
+        // The driver lets a leader send appends, heartbeats and snapshots while it writes its own
+        // log. Model the worst case: they leave, then the leader crashes before the fsync.
+        if faultsOn && raft.role == .leader && rng.chance(options.crashRate * 2) {
+            for m in rd.messages where m.kind == .append || m.kind == .heartbeat || m.kind == .snapshot { send(m) }
+            nodes[id]!.raft = nil
+            nodes[id]!.readsWaiting = []
+            nodes[id]!.incarnation += 1
+            nodes[id]!.downUntil = now + 5 + rng.below(40)
+            stats.crashes += 1
+            return
+        }
         // 1. Persist.
         if let s = rd.snapshot {
             node.disk.snapshot = s
