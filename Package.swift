@@ -92,7 +92,7 @@ let package = Package(
             name: "ShoalOverlayTests", dependencies: ["ShoalOverlay", "ShoalTestSupport"], swiftSettings: strict),
         .testTarget(name: "ShoalMeshTests", dependencies: ["ShoalMesh", "ShoalTestSupport"], swiftSettings: strict),
         .testTarget(
-            name: "ShoalRaftTests", dependencies: ["ShoalRaft"],
+            name: "ShoalRaftTests", dependencies: ["ShoalRaft"], exclude: ["testdata"],
             swiftSettings: strict),
         .testTarget(name: "ShoalStorageTests", dependencies: ["ShoalStorage"], swiftSettings: strict),
         .testTarget(name: "FormatTests", dependencies: [], swiftSettings: strict),

@@ -1,8 +1,137 @@
+// `shoal raft run` runs one Raft node (plain TCP transport, durable optionally encrypted storage);
+// `shoal raft kv put|get|cas` is a small client that finds the leader.
+
 import ArgumentParser
+import Foundation
+import ShoalRaft
 
 struct RaftCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "raft",
         abstract: "Raft consensus node and client.",
-        subcommands: [])
+        subcommands: [RaftRun.self, RaftKV.self, RaftBenchCommand.self])
+}
+
+func parsePeers(_ s: String) throws -> [NodeID: String] {
+    var out: [NodeID: String] = [:]
+    for part in s.split(separator: ",") {
+        let kv = part.split(separator: "=", maxSplits: 1)
+        guard kv.count == 2, let id = NodeID(kv[0]), id != 0 else {
+            throw ValidationError("--peers: expected id=host:port[,id=host:port...], got '\(part)'")
+        }
+        out[id] = String(kv[1])
+    }
+    return out
+}
+
+struct RaftRun: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "run", abstract: "Run a Raft node.")
+
+    @Option(help: "This node's id (a key of --peers).") var id: UInt64
+    @Option(help: "All voters: 1=127.0.0.1:7001,2=127.0.0.1:7002,...") var peers: String
+    @Option(help: "Data directory (WAL, snapshots, keyring).") var data: String
+    @Flag(help: "Encrypt the data at rest (on first start).") var encrypt = false
+    @Flag(help: "With --encrypt: keep the KEK off disk; prints the unlock key once.") var autolock = false
+    @Option(help: "Unlock key (SHOAL-KEY-1-...) for autolocked data.") var unlockKey: String?
+    @Option(help: "Tick interval in milliseconds (election timeout is 10-20 ticks).") var tickMs = 20
+
+    func run() throws {
+        let peerMap = try parsePeers(peers)
+        guard peerMap[id] != nil else { throw ValidationError("--id \(id) is not in --peers") }
+        var o = RaftNodeOptions(id: id, voters: peerMap.keys.sorted(), dataDirectory: data)
+        o.encrypt = encrypt
+        o.autolock = autolock
+        o.unlockKey = unlockKey ?? ProcessInfo.processInfo.environment["SHOAL_UNLOCK_KEY"]
+        o.tickMilliseconds = tickMs
+        let transport = TCPTransport(id: id, peers: peerMap)
+        let node: RaftNode
+        do {
+            node = try RaftNode(options: o, transport: transport)
+        } catch {
+            throw ValidationError("cannot start node \(id): \(error)")
+        }
+        if let key = node.createdUnlockKey {
+            FileHandle.standardOutput.write(
+                Data("autolock enabled; keep this unlock key, it is not stored anywhere:\n\(key)\n".utf8))
+        }
+        try transport.start(node: node)
+        FileHandle.standardOutput.write(Data("raft node \(id) listening on \(peerMap[id]!)\n".utf8))
+        while true { sleep(3600) }
+    }
+}
+
+struct RaftKV: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kv", abstract: "Client: put KEY VALUE | get KEY | cas KEY EXPECTED NEW ('-' = absent).")
+
+    @Option(help: "Cluster nodes: 1=127.0.0.1:7001,...") var peers: String
+    @Option(help: "Request id (for retries); random by default.") var requestId: UInt64?
+    @Argument(help: "put, get or cas") var op: String
+    @Argument var args: [String] = []
+
+    func run() throws {
+        let client = RaftClient(peers: try parsePeers(peers))
+        let rid = requestId ?? UInt64.random(in: 1...UInt64.max)
+        let outcome: RaftClient.Outcome
+        switch (op, args.count) {
+        case ("put", 2):
+            outcome = client.call(
+                RaftClient.submitPayload(KVRequest(id: rid, command: .put(key: args[0], value: Array(args[1].utf8)))))
+        case ("get", 1):
+            outcome = client.call(RaftClient.readPayload(args[0]))
+        case ("cas", 3):
+            let expected: [UInt8]? = args[1] == "-" ? nil : Array(args[1].utf8)
+            outcome = client.call(
+                RaftClient.submitPayload(
+                    KVRequest(id: rid, command: .cas(key: args[0], expected: expected, new: Array(args[2].utf8)))))
+        default:
+            throw ValidationError("usage: kv put KEY VALUE | kv get KEY | kv cas KEY EXPECTED NEW")
+        }
+        switch outcome {
+        case .unknown:
+            print("unknown")
+            throw ExitCode(2)
+        case .result(.ok): print("ok")
+        case .result(.value(let v)): print(v.map { String(decoding: $0, as: UTF8.self) } ?? "(absent)")
+        case .result(.cas(let ok, let cur)):
+            print("\(ok ? "swapped" : "failed") \(cur.map { String(decoding: $0, as: UTF8.self) } ?? "(absent)")")
+            if !ok { throw ExitCode(1) }
+        }
+    }
+}
+
+struct RaftBenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench", abstract: "In-process benchmark: commits/s, commit latency, failover time.")
+
+    @Option(help: "Cluster sizes, comma-separated.") var nodes = "3,5"
+    @Option(help: "Concurrent clients.") var clients = 64
+    @Option(help: "Seconds per throughput run.") var seconds = 5.0
+    @Option(help: "Leader kills for the failover measurement (0 to skip).") var kills = 20
+    @Option(help: "Tick interval in milliseconds for the failover runs.") var tickMs = 20
+    @Option(help: "Directory on a real disk for the data.") var dir = "/var/tmp"
+
+    func run() throws {
+        print("| nodes | encryption | commits/s | p50 ms | p99 ms | fsyncs/s (leader) |")
+        print("|---|---|---|---|---|---|")
+        for n in nodes.split(separator: ",").compactMap({ Int($0) }) {
+            for enc in [false, true] {
+                let r = try RaftBench.throughput(
+                    nodes: n, encrypt: enc, clients: clients, seconds: seconds, directory: dir)
+                print(
+                    "| \(n) | \(enc ? "AES-GCM" : "off") | \(Int(r.commitsPerSecond)) | "
+                        + String(
+                            format: "%.2f | %.2f | %.0f |", r.p50Micros / 1000, r.p99Micros / 1000,
+                            Double(r.walSyncs) / r.seconds))
+            }
+        }
+        if kills > 0 {
+            let ms = try RaftBench.failover(nodes: 3, kills: kills, tickMs: tickMs, directory: dir).sorted()
+            guard !ms.isEmpty else { return }
+            func pct(_ p: Double) -> Double { ms[min(ms.count - 1, Int(Double(ms.count) * p))] }
+            print(
+                "\nfailover (3 nodes, tick \(tickMs) ms, election timeout \(10 * tickMs)-\(20 * tickMs) ms, \(ms.count) kills): "
+                    + String(format: "p50 %.0f ms, p99 %.0f ms, max %.0f ms", pct(0.5), pct(0.99), ms.last!))
+        }
+    }
 }

@@ -1,2 +1,0 @@
-// Raft core: see ARCHITECTURE.md §Raft.
-package enum RaftModule {}

@@ -1,4 +1,0 @@
-// Storage: see ARCHITECTURE.md §Storage.
-import ShoalCrypto
-
-package enum StorageModule {}

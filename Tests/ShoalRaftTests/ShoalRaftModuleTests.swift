@@ -1,7 +1,0 @@
-import Testing
-
-@testable import ShoalRaft
-
-@Suite struct ShoalRaftModuleTests {
-    @Test func moduleLinks() {}
-}

@@ -1,7 +1,0 @@
-import Testing
-
-@testable import ShoalStorage
-
-@Suite struct ShoalStorageModuleTests {
-    @Test func moduleLinks() {}
-}
