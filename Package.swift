@@ -90,7 +90,6 @@ let package = Package(
             name: "ShoalSystemTests", dependencies: ["ShoalSystem", "ShoalTestSupport"], swiftSettings: strict),
         .testTarget(
             name: "ShoalOverlayTests", dependencies: ["ShoalOverlay", "ShoalTestSupport"], swiftSettings: strict),
-        .testTarget(name: "ShoalMeshTests", dependencies: ["ShoalMesh", "ShoalTestSupport"], swiftSettings: strict),
         .testTarget(
             name: "ShoalRaftTests", dependencies: ["ShoalRaft"], exclude: ["testdata"],
             swiftSettings: strict),

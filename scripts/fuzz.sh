@@ -17,7 +17,8 @@ for a in "$@"; do
     *) targets+=("$a") ;;
   esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(vxlan esp proxy meshtable)
+# proxy and meshtable join the default list when the mesh lands (their bodies are empty today).
+[ ${#targets[@]} -gt 0 ] || targets=(vxlan esp)
 
 # 1. Replay each committed corpus through a normal build (fast, catches regressions).
 for t in "${targets[@]}"; do

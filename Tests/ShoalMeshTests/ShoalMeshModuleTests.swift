@@ -1,7 +1,0 @@
-import Testing
-
-@testable import ShoalMesh
-
-@Suite struct ShoalMeshModuleTests {
-    @Test func moduleLinks() {}
-}

@@ -1,7 +1,0 @@
-import Testing
-
-@testable import ShoalWire
-
-@Suite struct ShoalWireModuleTests {
-    @Test func moduleLinks() {}
-}
