@@ -9,7 +9,7 @@ PKGS=(
   # test fixtures and real peers
   iproute2 iputils-ping ethtool tcpdump tshark socat haproxy nginx libnginx-mod-stream openssl
   # benchmarks and anchors
-  iperf3 sockperf wrk wireguard-go wireguard-tools bc
+  iperf3 sockperf wrk wireguard-go wireguard-tools bc linux-perf
 )
 missing=()
 for p in "${PKGS[@]}"; do
