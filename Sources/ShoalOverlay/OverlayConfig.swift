@@ -13,6 +13,7 @@
 
 import ShoalConfig
 import ShoalSystem
+import ShoalWire
 
 package struct OverlayConfig: Codable, Sendable {
     package var node: String
@@ -68,13 +69,13 @@ package enum Encapsulation {
     /// UDP header (RFC 768).
     package static let udpHeaderBytes = 8
     /// VXLAN header (RFC 7348 §5).
-    package static let vxlanHeaderBytes = 8
+    package static let vxlanHeaderBytes = VXLAN.headerBytes
     /// Inner Ethernet header without 802.1Q tag.
     package static let ethernetHeaderBytes = 14
     /// Default UDP port for VXLAN (IANA, RFC 7348 §5).
-    package static let vxlanPort = 4789
+    package static let vxlanPort = Int(VXLAN.udpPort)
     /// UDP port for ESP in UDP (RFC 3948).
-    package static let espPort = 4500
+    package static let espPort = Int(ESP.udpEncapsulationPort)
     /// Plaintext overhead over an IPv4 underlay: outer IPv4 + UDP + VXLAN + inner Ethernet = 50.
     package static let plaintextOverheadBytes =
         ipv4HeaderBytes + udpHeaderBytes + vxlanHeaderBytes
