@@ -1,0 +1,409 @@
+#!/usr/bin/env bash
+# bench/mesh/run.sh: the routing mesh (an L4 TCP proxy on published ports) against its anchors,
+# side by side in one run, on loopback (127.0.0.0/8 only). Rows:
+#
+#   direct    the backends without a proxy (the physical limit)
+#   shoal     `shoal mesh run` (release build), reactors: 1
+#   haproxy   HAProxy, mode tcp, nbthread 1 (Debian's 2.6)
+#   nginx     nginx stream module, worker_processes 1
+#   socat     socat TCP-LISTEN:port,fork,reuseaddr (a process per connection)
+#
+# Per row, the proxy pinned to CPU1 (taskset -c 1); wrk, iperf3 and the backends on CPU0:
+#   - wrk -t1 -c50 keep-alive: req/s and latency p50/p99 (--latency);
+#   - wrk -t1 -c50 -H 'Connection: close' (a new TCP connection per request): req/s;
+#   - iperf3 one stream through the proxy (control and data connections both proxied): Gb/s;
+#   - the proxy's CPU during each run (utime+stime from /proc/PID/stat, children included) →
+#     requests, connections and gigabits per proxy core-second.
+# Backends: nginx (one worker, 128-byte file, keep-alive, no access log) and iperf3 -s.
+# Then, per row of IDLE_ROWS, a fresh proxy holds N idle connections (bench/mesh/holder.py opens
+# them from 127.0.0.2.., 10k per source address; the proxy spreads them over 8 backend ports on a
+# holder that accepts and keeps them): memory per connection = (RSS with N − RSS before) / N.
+#
+# Writes bench/mesh/RESULTS.md (tables, ratios to HAProxy, the issue's targets) and prints it.
+# Nothing outside this run is touched: configs live in a temp dir, every process is ours and
+# killed by PID on exit, no sysctl is changed (the defaults suffice; checked below).
+#
+#   bash bench/mesh/run.sh [rows...]     (default: direct shoal haproxy nginx socat)
+#   env: DURATION=10 (s per wrk/iperf3 run)  RUNS=1 (repeat all rows, report medians)
+#        IDLE_CONNS=100000 (0 skips)  IDLE_ROWS="shoal haproxy nginx"  SKIP_BUILD=1
+#        OUT=bench/mesh/RESULTS.md  KEEP=1 (keep the temp dir with raw outputs)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+D=${DURATION:-10}
+RUNS=${RUNS:-1}
+N=${IDLE_CONNS:-100000}
+IDLE=(${IDLE_ROWS:-shoal haproxy nginx})
+OUT=${OUT:-bench/mesh/RESULTS.md}
+ROWS=("$@")
+[ ${#ROWS[@]} -gt 0 ] || ROWS=(direct shoal haproxy nginx socat)
+
+for t in wrk iperf3 haproxy nginx socat python3 taskset ss; do
+  command -v "$t" > /dev/null || { echo "missing $t: run scripts/install-deps.sh" >&2; exit 1; }
+done
+NGX_STREAM=/usr/lib/nginx/modules/ngx_stream_module.so
+[ -f "$NGX_STREAM" ] || { echo "missing $NGX_STREAM (libnginx-mod-stream)" >&2; exit 1; }
+
+# Ports (127.0.0.1): backends 18081 (nginx http), 18201 (iperf3), 18091-18098 (idle holder);
+# every proxy listens on 18080 → 18081, 18200 → 18201, 18090 → 18091..18098 (round robin).
+HTTP_B=18081 IPERF_B=18201 HTTP_P=18080 IPERF_P=18200 IDLE_P=18090
+IDLE_B=(18091 18092 18093 18094 18095 18096 18097 18098)
+for p in $HTTP_B $IPERF_B $HTTP_P $IPERF_P $IDLE_P "${IDLE_B[@]}"; do
+  if [ -n "$(ss -Hltn "sport = :$p")" ]; then echo "port $p is in use" >&2; exit 1; fi
+done
+
+# Idle connections: the holder uses ceil(N/10000) source addresses, so one address's ephemeral
+# range (net.ipv4.ip_local_port_range) need hold 10k; the proxy → backend side spreads N over 8
+# ports, N/8 each. Every process started below inherits this file-descriptor limit.
+read -r lo hi < /proc/sys/net/ipv4/ip_local_port_range
+if [ "$N" -gt 0 ] && [ $(((hi - lo) * 8)) -lt $((N + N / 10)) ]; then
+  echo "ip_local_port_range $lo-$hi is too small for IDLE_CONNS=$N over 8 backend ports" >&2; exit 1
+fi
+# The proxy holds 2 descriptors per idle connection (client side, backend side). Raising the
+# hard RLIMIT_NOFILE needs CAP_SYS_RESOURCE; without it (some containers) N is clamped to what
+# the hard limit allows, and RESULTS.md says so.
+N_ASKED=$N
+NOFILE=$((N * 2 + 4096))
+[ "$NOFILE" -le "$(cat /proc/sys/fs/nr_open)" ] || { echo "fs.nr_open < $NOFILE" >&2; exit 1; }
+if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$NOFILE" ]; then
+  ulimit -Hn "$NOFILE" 2> /dev/null || true
+fi
+HARD=$(ulimit -Hn)
+[ "$HARD" = unlimited ] && HARD=$NOFILE
+if [ "$HARD" -lt "$NOFILE" ]; then
+  N=$(((HARD - 4096) / 2 / 1000 * 1000))
+  echo "hard RLIMIT_NOFILE is $HARD and cannot be raised (no CAP_SYS_RESOURCE): IDLE_CONNS $N_ASKED → $N" >&2
+  NOFILE=$HARD
+fi
+ulimit -n "$NOFILE"
+
+SHOAL=""
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+  swift build -c release --product shoal 2>&1 | tail -1 || true
+fi
+BIN=$(swift build -c release --show-bin-path 2> /dev/null || echo .build/release)/shoal
+if [ -x "$BIN" ] && "$BIN" mesh run --help > /dev/null 2>&1; then SHOAL=$BIN; fi
+
+DIR=$(mktemp -d /tmp/shoal-meshbench.XXXXXX)
+chmod 755 "$DIR"   # nginx workers read the 128-byte file
+PIDS=()      # long-lived: backends
+PROXY_PID="" # the proxy of the current row
+TICK=$(getconf CLK_TCK)
+
+stop_pid() {  # pid: TERM, wait up to 5 s, then KILL
+  local p=$1
+  [ -n "$p" ] || return 0
+  kill -TERM "$p" 2> /dev/null || return 0
+  for _ in $(seq 50); do
+    kill -0 "$p" 2> /dev/null || break
+    [ "$(awk '{print $3}' "/proc/$p/stat" 2> /dev/null)" != Z ] || break   # exited, not yet reaped
+    sleep 0.1
+  done
+  kill -KILL "$p" 2> /dev/null || true
+  wait "$p" 2> /dev/null || true
+}
+stop_proxy() {
+  [ -n "$PROXY_PID" ] || return 0
+  # socat's listeners run under a subshell: stop them (by PID) before it.
+  local c
+  for c in $(pgrep -P "$PROXY_PID" -x socat || true); do stop_pid "$c"; done
+  stop_pid "$PROXY_PID"
+  PROXY_PID=""
+  sleep 0.5
+}
+cleanup() {
+  stop_proxy
+  for p in "${PIDS[@]}"; do stop_pid "$p"; done
+  if [ "${KEEP:-0}" = 1 ]; then echo "raw outputs kept in $DIR" >&2; else rm -rf "$DIR"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_listen() {  # port [seconds]
+  for _ in $(seq $((${2:-10} * 10))); do
+    [ -n "$(ss -Hltn "sport = :$1")" ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# CPU ticks of a process and its live children (nginx's worker, socat's forks), plus the
+# children it has reaped (cutime/cstime). Fields after "comm)": state=$1 ppid=$2 utime=$12
+# stime=$13 cutime=$14 cstime=$15.
+ticks_one() {
+  local s
+  s=$(cat "/proc/$1/stat" 2> /dev/null) || { echo 0; return; }
+  s=${s##*) }
+  set -- $s
+  echo $((${12} + ${13} + ${14} + ${15}))
+}
+ticks() {
+  [ -n "${1:-}" ] || { echo 0; return; }
+  local t c
+  t=$(ticks_one "$1")
+  for c in $(pgrep -P "$1" || true); do t=$((t + $(ticks_one "$c"))); done
+  echo "$t"
+}
+rss_kb() {  # process and live children, VmRSS in kB
+  local t=0 p v
+  for p in "$1" $(pgrep -P "$1" || true); do
+    v=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2> /dev/null || true)
+    t=$((t + ${v:-0}))
+  done
+  echo "$t"
+}
+
+# ---- backends (CPU0) ----
+mkdir -p "$DIR/www" "$DIR/tmp"
+head -c 128 /dev/zero | tr '\0' 'x' > "$DIR/www/128.bin"
+cat > "$DIR/backend-nginx.conf" << EOF
+user root;
+worker_processes 1;
+daemon off;
+pid $DIR/backend-nginx.pid;
+error_log $DIR/backend-nginx.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush off;
+  tcp_nodelay on;
+  keepalive_timeout 65s;
+  keepalive_requests 1000000;
+  client_body_temp_path $DIR/tmp/body;
+  proxy_temp_path $DIR/tmp/proxy;
+  fastcgi_temp_path $DIR/tmp/fastcgi;
+  uwsgi_temp_path $DIR/tmp/uwsgi;
+  scgi_temp_path $DIR/tmp/scgi;
+  default_type application/octet-stream;
+  server {
+    listen 127.0.0.1:$HTTP_B;
+    root $DIR/www;
+  }
+}
+EOF
+taskset -c 0 nginx -p "$DIR" -e "$DIR/backend-nginx.err" -c "$DIR/backend-nginx.conf" &
+PIDS+=($!)
+taskset -c 0 iperf3 -s -B 127.0.0.1 -p $IPERF_B > "$DIR/iperf3-server.log" 2>&1 &
+PIDS+=($!)
+wait_listen $HTTP_B || { cat "$DIR/backend-nginx.err" >&2; exit 1; }
+wait_listen $IPERF_B || { cat "$DIR/iperf3-server.log" >&2; exit 1; }
+
+# ---- proxy configs ----
+idle_servers_haproxy=""
+idle_servers_nginx=""
+idle_endpoints_shoal=""
+for i in "${!IDLE_B[@]}"; do
+  idle_servers_haproxy+="  server s$i 127.0.0.1:${IDLE_B[$i]}"$'\n'
+  idle_servers_nginx+="    server 127.0.0.1:${IDLE_B[$i]};"$'\n'
+  idle_endpoints_shoal+="${idle_endpoints_shoal:+,}{\"address\":\"127.0.0.1:${IDLE_B[$i]}\",\"node\":\"n1\",\"weight\":1,\"healthy\":true}"
+done
+MAXCONN=$((N + 1000))  # per proxy; HAProxy and nginx size their fd tables from it
+
+cat > "$DIR/haproxy.cfg" << EOF
+global
+  nbthread 1
+  maxconn $MAXCONN
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 10m
+  timeout server 10m
+  maxconn $MAXCONN
+frontend http
+  bind 127.0.0.1:$HTTP_P
+  default_backend http
+backend http
+  server s1 127.0.0.1:$HTTP_B
+frontend iperf
+  bind 127.0.0.1:$IPERF_P
+  default_backend iperf
+backend iperf
+  server s1 127.0.0.1:$IPERF_B
+frontend idle
+  bind 127.0.0.1:$IDLE_P
+  default_backend idle
+backend idle
+  balance roundrobin
+$idle_servers_haproxy
+EOF
+
+cat > "$DIR/nginx-stream.conf" << EOF
+load_module $NGX_STREAM;
+user root;
+worker_processes 1;
+worker_rlimit_nofile $NOFILE;
+daemon off;
+pid $DIR/nginx-stream.pid;
+error_log $DIR/nginx-stream.err warn;
+events { worker_connections $((MAXCONN * 2)); }
+stream {
+  proxy_connect_timeout 5s;
+  proxy_timeout 10m;
+  tcp_nodelay on;
+  upstream http { server 127.0.0.1:$HTTP_B; }
+  upstream iperf { server 127.0.0.1:$IPERF_B; }
+  upstream idle {
+$idle_servers_nginx  }
+  server { listen 127.0.0.1:$HTTP_P; proxy_pass http; }
+  server { listen 127.0.0.1:$IPERF_P; proxy_pass iperf; }
+  server { listen 127.0.0.1:$IDLE_P backlog=4096; proxy_pass idle; }
+}
+EOF
+
+shoal_port() {  # port endpoints-json
+  printf '{"port":%s,"protocol":"tcp","balancer":"round-robin","proxyProtocol":"none","idleTimeoutMs":600000,"maxConnections":%s,"endpoints":[%s]}' \
+    "$1" "$MAXCONN" "$2"
+}
+ep() { printf '{"address":"127.0.0.1:%s","node":"n1","weight":1,"healthy":true}' "$1"; }
+cat > "$DIR/mesh.json" << EOF
+{"revision":1,"listen":"127.0.0.1","reactors":1,"control":"$DIR/mesh.sock","ports":[
+ $(shoal_port $HTTP_P "$(ep $HTTP_B)"),
+ $(shoal_port $IPERF_P "$(ep $IPERF_B)"),
+ $(shoal_port $IDLE_P "$idle_endpoints_shoal")]}
+EOF
+
+# Starts the row's proxy on CPU1; sets PROXY_PID. Returns 1 if the row cannot run.
+start_proxy() {
+  PROXY_PID=""
+  case $1 in
+  direct) return 0 ;;
+  shoal)
+    [ -n "$SHOAL" ] || return 1
+    taskset -c 1 "$SHOAL" mesh run --config "$DIR/mesh.json" > "$DIR/shoal.log" 2>&1 & ;;
+  haproxy)
+    taskset -c 1 haproxy -db -f "$DIR/haproxy.cfg" > "$DIR/haproxy.log" 2>&1 & ;;
+  nginx)
+    taskset -c 1 nginx -p "$DIR" -e "$DIR/nginx-stream.err" -c "$DIR/nginx-stream.conf" & ;;
+  socat)
+    (
+      taskset -c 1 socat TCP-LISTEN:$HTTP_P,bind=127.0.0.1,fork,reuseaddr,backlog=4096 TCP:127.0.0.1:$HTTP_B &
+      taskset -c 1 socat TCP-LISTEN:$IPERF_P,bind=127.0.0.1,fork,reuseaddr TCP:127.0.0.1:$IPERF_B &
+      wait
+    ) &
+    ;;
+  esac
+  PROXY_PID=$!
+  if ! wait_listen $HTTP_P 20 || ! wait_listen $IPERF_P 5; then
+    echo "$1 did not start:" >&2
+    cat "$DIR/$1".{log,err} "$DIR/nginx-stream.err" 2> /dev/null | tail -5 >&2 || true
+    stop_pid "$PROXY_PID"; PROXY_PID=""
+    return 1
+  fi
+}
+# socat runs as two listeners under one subshell: its CPU is the subshell's children's and
+# grandchildren's (forks), so count the whole tree for it.
+tree_ticks() {
+  [ -n "${1:-}" ] || { echo 0; return; }
+  local t c g
+  t=$(ticks "$1")
+  for c in $(pgrep -P "$1" || true); do
+    for g in $(pgrep -P "$c" || true); do t=$((t + $(ticks_one "$g"))); done
+  done
+  echo "$t"
+}
+
+bench_row() {  # row run#
+  local r=$1 k=$2 f="$DIR/$1.$2" c0 c1 c2 c3
+  if ! start_proxy "$r"; then echo "$r not-run" >> "$DIR/status"; return 0; fi
+  local hp=$HTTP_P ip=$IPERF_P
+  [ "$r" = direct ] && hp=$HTTP_B ip=$IPERF_B
+  local url="http://127.0.0.1:$hp/128.bin"
+  taskset -c 0 wrk -t1 -c50 -d1s "$url" > /dev/null 2>&1 || true   # warm-up
+  sleep 0.5
+  c0=$(tree_ticks "$PROXY_PID")
+  taskset -c 0 wrk -t1 -c50 -d"${D}s" --latency "$url" > "$f.ka.txt" 2>&1 || true
+  sleep 0.5
+  c1=$(tree_ticks "$PROXY_PID")
+  taskset -c 0 wrk -t1 -c50 -d"${D}s" -H 'Connection: close' "$url" > "$f.close.txt" 2>&1 || true
+  sleep 1
+  c2=$(tree_ticks "$PROXY_PID")
+  taskset -c 0 iperf3 -c 127.0.0.1 -p "$ip" -t "$D" -f g > "$f.iperf.txt" 2>&1 || true
+  sleep 0.5
+  c3=$(tree_ticks "$PROXY_PID")
+  echo "$((c1 - c0)) $((c2 - c1)) $((c3 - c2))" > "$f.cpu"
+  if [ "$r" = shoal ]; then "$SHOAL" mesh inspect --json --control "$DIR/mesh.sock" > "$f.inspect.json" 2>&1 || true; fi
+  stop_proxy
+  sleep 1
+}
+
+idle_row() {  # row
+  local r=$1 f="$DIR/$1.idle"
+  [ "$r" != direct ] && [ "$r" != socat ] || return 0
+  local list=""
+  for p in "${IDLE_B[@]}"; do list+="${list:+,}127.0.0.1:$p"; done
+  rm -f "$DIR/idle.count" "$DIR/idle.status"
+  taskset -c 0 python3 bench/mesh/holder.py serve "$list" --count-file "$DIR/idle.count" 2> "$DIR/holder-serve.err" &
+  local srv=$!
+  PIDS+=("$srv")
+  for p in "${IDLE_B[@]}"; do wait_listen "$p" || { echo "holder serve did not start" >&2; return 1; }; done
+  if ! start_proxy "$r" || ! wait_listen $IDLE_P 5; then stop_proxy; stop_pid "$srv"; echo "not-run" > "$f"; return 0; fi
+  sleep 2
+  local rss0 rss1 cnt=0 t0=$SECONDS
+  rss0=$(rss_kb "$PROXY_PID")
+  taskset -c 0 python3 bench/mesh/holder.py connect 127.0.0.1:$IDLE_P -n "$N" --sources 127.0.0.2 \
+    --per-source 10000 --status-file "$DIR/idle.status" > "$DIR/holder-connect.out" 2>&1 &
+  local cli=$!
+  PIDS+=("$cli")
+  # Wait until the client has finished connecting and the backend holds every connection
+  # (or nothing has changed for 20 s).
+  local last=-1 still=0
+  while :; do
+    sleep 1
+    cnt=$(cat "$DIR/idle.count" 2> /dev/null || echo 0)
+    if [ -f "$DIR/idle.status" ] && [ "$cnt" -ge "$N" ]; then break; fi
+    if [ "$cnt" = "$last" ]; then still=$((still + 1)); else still=0; last=$cnt; fi
+    [ "$still" -lt 20 ] || break
+    [ $((SECONDS - t0)) -lt 600 ] || break
+  done
+  sleep 3
+  rss1=$(rss_kb "$PROXY_PID")
+  local secs=$((SECONDS - t0))
+  cnt=$(cat "$DIR/idle.count" 2> /dev/null || echo 0)
+  if [ "$r" = shoal ]; then "$SHOAL" mesh inspect --json --control "$DIR/mesh.sock" > "$f.inspect.json" 2>&1 || true; fi
+  stop_pid "$cli"
+  echo "$rss0 $rss1 $N $cnt $secs $(cat "$DIR/idle.status" 2> /dev/null || echo none) | $(tail -1 "$DIR/holder-connect.out")" > "$f"
+  stop_proxy
+  stop_pid "$srv"
+  sleep 2
+}
+
+{
+  echo "date=$(date -u '+%Y-%m-%d %H:%M UTC')"
+  echo "commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- Sources Package.swift || echo '+dirty')"
+  echo "cpus=$(nproc)"
+  echo "model=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
+  echo "kernel=$(uname -r)"
+  echo "haproxy=$(haproxy -v | awk 'NR==1 {print $3}')"
+  echo "nginx=$(nginx -v 2>&1 | sed 's/.*nginx\///')"
+  echo "socat=$(socat -V | awk '/socat version/ {print $3; exit}')"
+  echo "wrk=$(wrk -v 2>&1 | awk 'NR==1 {print $2}')"
+  echo "iperf3=$(iperf3 -v | awk 'NR==1 {print $2}')"
+  echo "tick=$TICK"
+  echo "duration=$D"
+  echo "runs=$RUNS"
+  echo "idle_conns=$N"
+  echo "idle_asked=$N_ASKED"
+  echo "nofile=$NOFILE"
+  echo "cap_sys_resource=$(( (0x$(awk '/^CapEff/ {print $2}' /proc/self/status) >> 24) & 1 ))"
+  echo "load=$(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "shoal=${SHOAL:+built}"
+} > "$DIR/meta"
+
+for k in $(seq "$RUNS"); do
+  for r in "${ROWS[@]}"; do
+    echo "== run $k/$RUNS: $r" >&2
+    bench_row "$r" "$k"
+  done
+done
+if [ "$N" -gt 0 ]; then
+  for r in "${IDLE[@]}"; do
+    echo "== idle: $r, $N connections" >&2
+    idle_row "$r"
+  done
+fi
+echo "load_after=$(cut -d' ' -f1-3 /proc/loadavg)" >> "$DIR/meta"
+python3 bench/mesh/report.py "$DIR" "${ROWS[@]}" -- "${IDLE[@]}" > "$DIR/RESULTS.md"
+cp "$DIR/RESULTS.md" "$OUT"
+cat "$OUT"
+echo "wrote $OUT" >&2
