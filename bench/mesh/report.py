@@ -193,7 +193,7 @@ def main():
             w("(CAP_SYS_RESOURCE: %s; raising it needs the capability), and a proxy holds two descriptors per"
               % ("yes" if meta.get("cap_sys_resource") == "1" else "no"))
             w("connection. Per-connection memory is a slope, so it carries over to 100k; holding 100k itself")
-            w("needs a machine where `ulimit -Hn` can reach 2N + 4096.")
+            w("needs a machine where `ulimit -Hn` can reach 2N + 2000.")
             w("")
         w("| proxy | N | held at backend | seconds to open | RSS before MiB | RSS with N MiB | bytes per connection |")
         w("|---|---|---|---|---|---|---|")

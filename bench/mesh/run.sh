@@ -63,7 +63,7 @@ fi
 # hard RLIMIT_NOFILE needs CAP_SYS_RESOURCE; without it (some containers) N is clamped to what
 # the hard limit allows, and RESULTS.md says so.
 N_ASKED=$N
-NOFILE=$((N * 2 + 4096))
+NOFILE=$((N * 2 + 2000))
 [ "$NOFILE" -le "$(cat /proc/sys/fs/nr_open)" ] || { echo "fs.nr_open < $NOFILE" >&2; exit 1; }
 if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$NOFILE" ]; then
   ulimit -Hn "$NOFILE" 2> /dev/null || true
@@ -71,7 +71,7 @@ fi
 HARD=$(ulimit -Hn)
 [ "$HARD" = unlimited ] && HARD=$NOFILE
 if [ "$HARD" -lt "$NOFILE" ]; then
-  N=$(((HARD - 4096) / 2 / 1000 * 1000))
+  N=$(((HARD - 2000) / 2 / 1000 * 1000))
   echo "hard RLIMIT_NOFILE is $HARD and cannot be raised (no CAP_SYS_RESOURCE): IDLE_CONNS $N_ASKED → $N" >&2
   NOFILE=$HARD
 fi
@@ -199,6 +199,7 @@ for i in "${!IDLE_B[@]}"; do
   idle_endpoints_shoal+="${idle_endpoints_shoal:+,}{\"address\":\"127.0.0.1:${IDLE_B[$i]}\",\"node\":\"n1\",\"weight\":1,\"healthy\":true}"
 done
 MAXCONN=$((N + 1000))  # per proxy; HAProxy and nginx size their fd tables from it
+[ $((MAXCONN * 2 + 200)) -le "$NOFILE" ] || MAXCONN=$(((NOFILE - 200) / 2))
 
 cat > "$DIR/haproxy.cfg" << EOF
 global
