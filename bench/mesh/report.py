@@ -185,7 +185,8 @@ def main():
         w("127.0.0.2 and up) and holds them idle; the proxy spreads them round-robin over 8 backend")
         w("ports of `holder.py serve`, which accepts and holds. RSS = VmRSS of the proxy's processes")
         w("(userspace memory; the kernel's socket buffers are not in it) before and once the backend")
-        w("holds all N.")
+        w("holds all N (opened in two halves: RSS also at N/2, and the slope from N/2 to N, which leaves")
+        w("out one-time costs such as the first pool allocations).")
         w("")
         if meta.get("idle_asked") and meta.get("idle_asked") != meta.get("idle_conns"):
             w("**N is %s, not the %s asked for**: this machine's hard RLIMIT_NOFILE is %s and cannot be raised"
@@ -195,7 +196,7 @@ def main():
             w("connection. Per-connection memory is a slope, so it carries over to 100k; holding 100k itself")
             w("needs a machine where `ulimit -Hn` can reach 2N + 2000.")
             w("")
-        w("| proxy | N | held at backend | seconds to open | RSS before MiB | RSS with N MiB | bytes per connection |")
+        w("| proxy | N | held at backend | seconds to open | RSS MiB: before / N/2 / N | bytes per connection (0 → N) | slope N/2 → N, bytes |")
         w("|---|---|---|---|---|---|---|")
         for r in idle_rows:
             t = read(os.path.join(d, "%s.idle" % r))
@@ -206,14 +207,19 @@ def main():
                 continue
             head, _, tail = t.partition("|")
             f = head.split()
-            rss0, rss1, n, held, secs = int(f[0]), int(f[1]), int(f[2]), int(f[3]), int(f[4])
+            rss0, rss1, n, held, secs, rssh, half = (int(x) for x in f[:7])
             per = (rss1 - rss0) * 1024 / held if held else None
+            slope = (rss1 - rssh) * 1024 / (held - half) if held > half else None
             idle[r] = per
-            w("| %s | %d | %d | %d | %.1f | %.1f | %s |" % (label(r), n, held, secs, rss0 / 1024, rss1 / 1024, fmt(per, 0)))
+            w("| %s | %d | %d | %d | %.1f / %.1f / %.1f | %s | %s |" % (label(r), n, held, secs, rss0 / 1024, rssh / 1024,
+                                                                      rss1 / 1024, fmt(per, 0), fmt(slope, 0)))
+            hs = [tuple(map(int, m)) for m in re.findall(r"(\d+) connected, (\d+) failed, (\d+) still open", tail)]
+            summary = "holders: %d connected, %d failed, %d still open when the holders stopped" % tuple(
+                sum(h[i] for h in hs) for i in range(3)) if hs else "holders: no summary (%s)" % tail.strip()
             if held < n:
-                notes.append("idle %s: only %d of %d connections reached the backend (%s)" % (r, held, n, tail.strip()))
-            elif tail.strip():
-                notes.append("idle %s: %s" % (r, tail.strip()))
+                notes.append("idle %s: only %d of %d connections reached the backend; %s" % (r, held, n, summary))
+            else:
+                notes.append("idle %s: %s" % (r, summary))
         w("")
 
     w("## Ratios to HAProxy and the targets of issue 3")

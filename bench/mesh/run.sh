@@ -328,42 +328,56 @@ bench_row() {  # row run#
   sleep 1
 }
 
+hold() {  # n first-source-address k: a holder.py connect on CPU0; sets HOLD_PID
+  rm -f "$DIR/idle.status.$3"
+  taskset -c 0 python3 bench/mesh/holder.py connect 127.0.0.1:$IDLE_P -n "$1" --sources "$2" \
+    --per-source 10000 --status-file "$DIR/idle.status.$3" > "$DIR/holder-connect.$3.out" 2>&1 &
+  HOLD_PID=$!
+  PIDS+=("$HOLD_PID")
+}
+wait_held() {  # count k: until holder k has finished connecting and the backend holds `count`
+  # (or the count has not moved for 20 s); prints the backend's count
+  local last=-1 still=0 cnt t0=$SECONDS
+  while :; do
+    sleep 1
+    cnt=$(cat "$DIR/idle.count" 2> /dev/null || echo 0)
+    if [ -f "$DIR/idle.status.$2" ] && [ "$cnt" -ge "$1" ]; then break; fi
+    if [ "$cnt" = "$last" ]; then still=$((still + 1)); else still=0; last=$cnt; fi
+    [ "$still" -lt 20 ] || break
+    [ $((SECONDS - t0)) -lt 600 ] || break
+  done
+  cat "$DIR/idle.count" 2> /dev/null || echo 0
+}
 idle_row() {  # row
   local r=$1 f="$DIR/$1.idle"
   [ "$r" != direct ] && [ "$r" != socat ] || return 0
   local list=""
   for p in "${IDLE_B[@]}"; do list+="${list:+,}127.0.0.1:$p"; done
-  rm -f "$DIR/idle.count" "$DIR/idle.status"
+  rm -f "$DIR/idle.count"
   taskset -c 0 python3 bench/mesh/holder.py serve "$list" --count-file "$DIR/idle.count" 2> "$DIR/holder-serve.err" &
   local srv=$!
   PIDS+=("$srv")
   for p in "${IDLE_B[@]}"; do wait_listen "$p" || { echo "holder serve did not start" >&2; return 1; }; done
   if ! start_proxy "$r" || ! wait_listen $IDLE_P 5; then stop_proxy; stop_pid "$srv"; echo "not-run" > "$f"; return 0; fi
   sleep 2
-  local rss0 rss1 cnt=0 t0=$SECONDS
+  # Two holders of N/2 each: RSS at 0, N/2 and N; the N/2 → N slope leaves out one-time costs.
+  local half=$((N / 2)) rss0 rssh rss1 cnt t0=$SECONDS cli1 cli2
   rss0=$(rss_kb "$PROXY_PID")
-  taskset -c 0 python3 bench/mesh/holder.py connect 127.0.0.1:$IDLE_P -n "$N" --sources 127.0.0.2 \
-    --per-source 10000 --status-file "$DIR/idle.status" > "$DIR/holder-connect.out" 2>&1 &
-  local cli=$!
-  PIDS+=("$cli")
-  # Wait until the client has finished connecting and the backend holds every connection
-  # (or nothing has changed for 20 s).
-  local last=-1 still=0
-  while :; do
-    sleep 1
-    cnt=$(cat "$DIR/idle.count" 2> /dev/null || echo 0)
-    if [ -f "$DIR/idle.status" ] && [ "$cnt" -ge "$N" ]; then break; fi
-    if [ "$cnt" = "$last" ]; then still=$((still + 1)); else still=0; last=$cnt; fi
-    [ "$still" -lt 20 ] || break
-    [ $((SECONDS - t0)) -lt 600 ] || break
-  done
+  hold "$half" 127.0.0.2 1
+  cli1=$HOLD_PID
+  cnt=$(wait_held "$half" 1)
+  sleep 2
+  rssh=$(rss_kb "$PROXY_PID")
+  hold $((N - half)) "127.0.0.$((2 + (half + 9999) / 10000))" 2
+  cli2=$HOLD_PID
+  cnt=$(wait_held "$N" 2)
   sleep 3
   rss1=$(rss_kb "$PROXY_PID")
   local secs=$((SECONDS - t0))
-  cnt=$(cat "$DIR/idle.count" 2> /dev/null || echo 0)
   if [ "$r" = shoal ]; then "$SHOAL" mesh inspect --json --control "$DIR/mesh.sock" > "$f.inspect.json" 2>&1 || true; fi
-  stop_pid "$cli"
-  echo "$rss0 $rss1 $N $cnt $secs $(cat "$DIR/idle.status" 2> /dev/null || echo none) | $(tail -1 "$DIR/holder-connect.out")" > "$f"
+  stop_pid "$cli1"
+  stop_pid "$cli2"
+  echo "$rss0 $rss1 $N $cnt $secs $rssh $half | $(tail -qn1 "$DIR/holder-connect.1.out" "$DIR/holder-connect.2.out" | tr '\n' ' ')" > "$f"
   stop_proxy
   stop_pid "$srv"
   sleep 2
