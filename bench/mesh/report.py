@@ -148,7 +148,10 @@ def main():
     w("processes (/proc/PID/stat) during each run. No proxy logs. Load average before the run: %s; after: %s."
       % (meta.get("load", "?"), meta.get("load_after", "?")))
     w("The machine is shared (other engineers build and test on the same two cores): absolute")
-    w("figures are noisy; compare rows measured side by side in this one run.")
+    w("figures are noisy; compare rows measured side by side in this one run. Every process of the")
+    w("benchmark ran at niceness %s%s." % (meta.get("nice", "0"), " (NICE=…: other work on the machine yields to it)" if meta.get("nice", "0") != "0" else ""))
+    w("Proxy CPU per unit of work is the steadiest figure: a proxy that loses its core to other")
+    w("work serves fewer requests per second, but the same number per core-second.")
     w("")
     if "shoal" in rows and ("shoal" not in res or "shoal" in not_run):
         w("**Shoal row: not built** (`shoal mesh run` does not exist in this build, or did not start).")

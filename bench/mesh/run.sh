@@ -27,6 +27,9 @@
 #   env: DURATION=10 (s per wrk/iperf3 run)  RUNS=1 (repeat all rows, report medians)
 #        IDLE_CONNS=100000 (0 skips)  IDLE_ROWS="shoal haproxy nginx"  SKIP_BUILD=1
 #        OUT=bench/mesh/RESULTS.md  KEEP=1 (keep the temp dir with raw outputs)
+#        SHOAL_BIN=path (another shoal binary; default: the release build)
+#        NICE=-10 (run every process of the benchmark at this niceness: on a machine shared with
+#        builds, it keeps other work from taking the proxy's core mid-run)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -35,6 +38,9 @@ RUNS=${RUNS:-1}
 N=${IDLE_CONNS:-100000}
 IDLE=(${IDLE_ROWS:-shoal haproxy nginx})
 OUT=${OUT:-bench/mesh/RESULTS.md}
+NICE=${NICE:-0}
+PIN0=(nice -n "$NICE" taskset -c 0)   # load generators and backends
+PIN1=(nice -n "$NICE" taskset -c 1)   # the proxy
 ROWS=("$@")
 [ ${#ROWS[@]} -gt 0 ] || ROWS=(direct shoal haproxy nginx socat)
 
@@ -73,15 +79,15 @@ HARD=$(ulimit -Hn)
 if [ "$HARD" -lt "$NOFILE" ]; then
   N=$(((HARD - 2000) / 2 / 1000 * 1000))
   echo "hard RLIMIT_NOFILE is $HARD and cannot be raised (no CAP_SYS_RESOURCE): IDLE_CONNS $N_ASKED → $N" >&2
-  NOFILE=$HARD
 fi
+NOFILE=$HARD
 ulimit -n "$NOFILE"
 
 SHOAL=""
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
   swift build -c release --product shoal 2>&1 | tail -1 || true
 fi
-BIN=$(swift build -c release --show-bin-path 2> /dev/null || echo .build/release)/shoal
+BIN=${SHOAL_BIN:-$(swift build -c release --show-bin-path 2> /dev/null || echo .build/release)/shoal}
 if [ -x "$BIN" ] && "$BIN" mesh run --help > /dev/null 2>&1; then SHOAL=$BIN; fi
 
 DIR=$(mktemp -d /tmp/shoal-meshbench.XXXXXX)
@@ -182,9 +188,9 @@ http {
   }
 }
 EOF
-taskset -c 0 nginx -p "$DIR" -e "$DIR/backend-nginx.err" -c "$DIR/backend-nginx.conf" &
+"${PIN0[@]}" nginx -p "$DIR" -e "$DIR/backend-nginx.err" -c "$DIR/backend-nginx.conf" &
 PIDS+=($!)
-taskset -c 0 iperf3 -s -B 127.0.0.1 -p $IPERF_B > "$DIR/iperf3-server.log" 2>&1 &
+"${PIN0[@]}" iperf3 -s -B 127.0.0.1 -p $IPERF_B > "$DIR/iperf3-server.log" 2>&1 &
 PIDS+=($!)
 wait_listen $HTTP_B || { cat "$DIR/backend-nginx.err" >&2; exit 1; }
 wait_listen $IPERF_B || { cat "$DIR/iperf3-server.log" >&2; exit 1; }
@@ -271,15 +277,15 @@ start_proxy() {
   direct) return 0 ;;
   shoal)
     [ -n "$SHOAL" ] || return 1
-    taskset -c 1 "$SHOAL" mesh run --config "$DIR/mesh.json" > "$DIR/shoal.log" 2>&1 & ;;
+    "${PIN1[@]}" "$SHOAL" mesh run --config "$DIR/mesh.json" > "$DIR/shoal.log" 2>&1 & ;;
   haproxy)
-    taskset -c 1 haproxy -db -f "$DIR/haproxy.cfg" > "$DIR/haproxy.log" 2>&1 & ;;
+    "${PIN1[@]}" haproxy -db -f "$DIR/haproxy.cfg" > "$DIR/haproxy.log" 2>&1 & ;;
   nginx)
-    taskset -c 1 nginx -p "$DIR" -e "$DIR/nginx-stream.err" -c "$DIR/nginx-stream.conf" & ;;
+    "${PIN1[@]}" nginx -p "$DIR" -e "$DIR/nginx-stream.err" -c "$DIR/nginx-stream.conf" & ;;
   socat)
     (
-      taskset -c 1 socat TCP-LISTEN:$HTTP_P,bind=127.0.0.1,fork,reuseaddr,backlog=4096 TCP:127.0.0.1:$HTTP_B &
-      taskset -c 1 socat TCP-LISTEN:$IPERF_P,bind=127.0.0.1,fork,reuseaddr TCP:127.0.0.1:$IPERF_B &
+      "${PIN1[@]}" socat TCP-LISTEN:$HTTP_P,bind=127.0.0.1,fork,reuseaddr,backlog=4096 TCP:127.0.0.1:$HTTP_B &
+      "${PIN1[@]}" socat TCP-LISTEN:$IPERF_P,bind=127.0.0.1,fork,reuseaddr TCP:127.0.0.1:$IPERF_B &
       wait
     ) &
     ;;
@@ -310,16 +316,16 @@ bench_row() {  # row run#
   local hp=$HTTP_P ip=$IPERF_P
   [ "$r" = direct ] && hp=$HTTP_B ip=$IPERF_B
   local url="http://127.0.0.1:$hp/128.bin"
-  taskset -c 0 wrk -t1 -c50 -d1s "$url" > /dev/null 2>&1 || true   # warm-up
+  "${PIN0[@]}" wrk -t1 -c50 -d1s "$url" > /dev/null 2>&1 || true   # warm-up
   sleep 0.5
   c0=$(tree_ticks "$PROXY_PID")
-  taskset -c 0 wrk -t1 -c50 -d"${D}s" --latency "$url" > "$f.ka.txt" 2>&1 || true
+  "${PIN0[@]}" wrk -t1 -c50 -d"${D}s" --latency "$url" > "$f.ka.txt" 2>&1 || true
   sleep 0.5
   c1=$(tree_ticks "$PROXY_PID")
-  taskset -c 0 wrk -t1 -c50 -d"${D}s" -H 'Connection: close' "$url" > "$f.close.txt" 2>&1 || true
+  "${PIN0[@]}" wrk -t1 -c50 -d"${D}s" -H 'Connection: close' "$url" > "$f.close.txt" 2>&1 || true
   sleep 1
   c2=$(tree_ticks "$PROXY_PID")
-  taskset -c 0 iperf3 -c 127.0.0.1 -p "$ip" -t "$D" -f g > "$f.iperf.txt" 2>&1 || true
+  "${PIN0[@]}" iperf3 -c 127.0.0.1 -p "$ip" -t "$D" -f g > "$f.iperf.txt" 2>&1 || true
   sleep 0.5
   c3=$(tree_ticks "$PROXY_PID")
   echo "$((c1 - c0)) $((c2 - c1)) $((c3 - c2))" > "$f.cpu"
@@ -330,7 +336,7 @@ bench_row() {  # row run#
 
 hold() {  # n first-source-address k: a holder.py connect on CPU0; sets HOLD_PID
   rm -f "$DIR/idle.status.$3"
-  taskset -c 0 python3 bench/mesh/holder.py connect 127.0.0.1:$IDLE_P -n "$1" --sources "$2" \
+  "${PIN0[@]}" python3 bench/mesh/holder.py connect 127.0.0.1:$IDLE_P -n "$1" --sources "$2" \
     --per-source 10000 --status-file "$DIR/idle.status.$3" > "$DIR/holder-connect.$3.out" 2>&1 &
   HOLD_PID=$!
   PIDS+=("$HOLD_PID")
@@ -354,7 +360,7 @@ idle_row() {  # row
   local list=""
   for p in "${IDLE_B[@]}"; do list+="${list:+,}127.0.0.1:$p"; done
   rm -f "$DIR/idle.count"
-  taskset -c 0 python3 bench/mesh/holder.py serve "$list" --count-file "$DIR/idle.count" 2> "$DIR/holder-serve.err" &
+  "${PIN0[@]}" python3 bench/mesh/holder.py serve "$list" --count-file "$DIR/idle.count" 2> "$DIR/holder-serve.err" &
   local srv=$!
   PIDS+=("$srv")
   for p in "${IDLE_B[@]}"; do wait_listen "$p" || { echo "holder serve did not start" >&2; return 1; }; done
@@ -395,6 +401,7 @@ idle_row() {  # row
   echo "wrk=$(wrk -v 2>&1 | awk 'NR==1 {print $2}')"
   echo "iperf3=$(iperf3 -v | awk 'NR==1 {print $2}')"
   echo "tick=$TICK"
+  echo "nice=$NICE"
   echo "duration=$D"
   echo "runs=$RUNS"
   echo "idle_conns=$N"
