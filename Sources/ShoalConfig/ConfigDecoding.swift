@@ -80,3 +80,49 @@ extension ConfigError {
         }
     }
 }
+
+/// The fields a config document may hold, so that a misspelt key is refused by name rather
+/// than silently ignored (a typo in `ballancer:` must not run round robin without a word).
+package indirect enum ConfigSchema: Sendable {
+    case object([String: ConfigSchema])
+    case array(ConfigSchema)
+    case value
+
+    /// Throws a `ConfigError` naming the first field that `text` holds but the schema does not.
+    package func check(_ text: String) throws(ConfigError) {
+        let tree: Any?
+        do {
+            let trimmed = text.drop { $0.isWhitespace }
+            if trimmed.hasPrefix("{") || trimmed.hasPrefix("[") {
+                tree = try JSONSerialization.jsonObject(with: Data(text.utf8))
+            } else {
+                tree = try Yams.load(yaml: text)
+            }
+        } catch {
+            throw ConfigError(field: "", "cannot parse: \(error)")
+        }
+        if let tree { try walk(tree, path: "") }
+    }
+
+    private func walk(_ node: Any, path: String) throws(ConfigError) {
+        switch self {
+        case .value:
+            return
+        case .array(let element):
+            guard let items = node as? [Any] else { return }  // type errors come from decoding
+            for (i, item) in items.enumerated() { try element.walk(item, path: "\(path)[\(i)]") }
+        case .object(let fields):
+            guard let raw = node as? [AnyHashable: Any] else { return }
+            var dict: [String: Any] = [:]
+            for (k, v) in raw { dict["\(k.base)"] = v }
+            for key in dict.keys.sorted() {
+                let sub = path.isEmpty ? key : "\(path).\(key)"
+                guard let schema = fields[key] else {
+                    let known = fields.keys.sorted().joined(separator: ", ")
+                    throw ConfigError(field: sub, "unknown field (known here: \(known))")
+                }
+                try schema.walk(dict[key]!, path: sub)
+            }
+        }
+    }
+}
