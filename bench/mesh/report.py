@@ -154,7 +154,8 @@ def main():
     w("work serves fewer requests per second, but the same number per core-second.")
     w("")
     if "shoal" in rows and ("shoal" not in res or "shoal" in not_run):
-        w("**Shoal row: not built** (`shoal mesh run` does not exist in this build, or did not start).")
+        w("**Shoal row: not built** (the release build failed, `shoal mesh run` does not exist in it, or it")
+        w("did not start; see the script's output).")
         w("")
     w("## Throughput and latency")
     w("")

@@ -83,12 +83,16 @@ fi
 NOFILE=$HARD
 ulimit -n "$NOFILE"
 
-SHOAL=""
-if [ "${SKIP_BUILD:-0}" != 1 ]; then
-  swift build -c release --product shoal 2>&1 | tail -1 || true
+SHOAL="" BUILT=1
+if [ "${SKIP_BUILD:-0}" != 1 ] && [ -z "${SHOAL_BIN:-}" ]; then
+  # A failed build must not bench a stale binary left by an earlier one.
+  swift build -c release --product shoal > /tmp/shoal-meshbench-build.$$.log 2>&1 || BUILT=0
+  tail -1 /tmp/shoal-meshbench-build.$$.log
+  [ "$BUILT" = 1 ] || grep -m3 'error:' /tmp/shoal-meshbench-build.$$.log >&2 || true
+  rm -f /tmp/shoal-meshbench-build.$$.log
 fi
 BIN=${SHOAL_BIN:-$(swift build -c release --show-bin-path 2> /dev/null || echo .build/release)/shoal}
-if [ -x "$BIN" ] && "$BIN" mesh run --help > /dev/null 2>&1; then SHOAL=$BIN; fi
+if [ "$BUILT" = 1 ] && [ -x "$BIN" ] && "$BIN" mesh run --help > /dev/null 2>&1; then SHOAL=$BIN; fi
 
 DIR=$(mktemp -d /tmp/shoal-meshbench.XXXXXX)
 chmod 755 "$DIR"   # nginx workers read the 128-byte file
@@ -409,7 +413,7 @@ idle_row() {  # row
   echo "nofile=$NOFILE"
   echo "cap_sys_resource=$(( (0x$(awk '/^CapEff/ {print $2}' /proc/self/status) >> 24) & 1 ))"
   echo "load=$(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "shoal=${SHOAL:+built}"
+  echo "shoal=${SHOAL:-not built}"
 } > "$DIR/meta"
 
 for k in $(seq "$RUNS"); do
