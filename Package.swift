@@ -93,6 +93,9 @@ let package = Package(
         .testTarget(
             name: "ShoalRaftTests", dependencies: ["ShoalRaft"], exclude: ["testdata"],
             swiftSettings: strict),
+        .testTarget(
+            name: "ShoalMeshTests", dependencies: ["ShoalMesh", "ShoalSystem", "ShoalWire", "ShoalTestSupport"],
+            swiftSettings: strict),
         .testTarget(name: "ShoalStorageTests", dependencies: ["ShoalStorage"], swiftSettings: strict),
         .testTarget(name: "FormatTests", dependencies: [], swiftSettings: strict),
     ]
