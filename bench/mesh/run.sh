@@ -86,7 +86,12 @@ ulimit -n "$NOFILE"
 SHOAL="" BUILT=1
 if [ "${SKIP_BUILD:-0}" != 1 ] && [ -z "${SHOAL_BIN:-}" ]; then
   # A failed build must not bench a stale binary left by an earlier one.
-  swift build -c release --product shoal > /tmp/shoal-meshbench-build.$$.log 2>&1 || BUILT=0
+  if ! swift build -c release --product shoal > /tmp/shoal-meshbench-build.$$.log 2>&1; then
+    # A clang module cache built before a header was added to CShoal/include (an umbrella
+    # directory) is not invalidated: "cannot find 'shoal_…' in scope". Retry once without it.
+    rm -rf "$(swift build -c release --show-bin-path)/../ModuleCache" .build/release/ModuleCache
+    swift build -c release --product shoal > /tmp/shoal-meshbench-build.$$.log 2>&1 || BUILT=0
+  fi
   tail -1 /tmp/shoal-meshbench-build.$$.log
   [ "$BUILT" = 1 ] || grep -m3 'error:' /tmp/shoal-meshbench-build.$$.log >&2 || true
   rm -f /tmp/shoal-meshbench-build.$$.log
