@@ -99,6 +99,7 @@ def main():
     not_run = set(l.split()[0] for l in (read(os.path.join(d, "status")) or "").splitlines() if l.strip())
 
     res = {}
+    allruns = {}
     notes = []
     for r in rows:
         runs = sorted(glob.glob(os.path.join(d, "%s.*.ka.txt" % r)))
@@ -125,9 +126,11 @@ def main():
             for name, w in (("keep-alive", ka), ("Connection: close", cl)):
                 if w and w["errors"]:
                     notes.append("%s, run %s, %s: %s" % (r, k, name, "; ".join(w["errors"])))
+            one["k"] = k
             per.append(one)
+        allruns[r] = per
         if per:
-            res[r] = {key: med([p.get(key) for p in per]) for key in per[0]}
+            res[r] = {key: med([p.get(key) for p in per]) for key in per[0] if key != "k"}
             res[r]["runs"] = len(per)
 
     def label(r):
@@ -226,6 +229,19 @@ def main():
                 notes.append("idle %s: %s" % (r, summary))
         w("")
 
+    if int(meta.get("runs", "1")) > 1:
+        w("## Every run (the medians above come from these; rows interleaved within each run)")
+        w("")
+        w("| target | run | keep-alive req/s | p99 µs | new conn/s | iperf3 Gb/s | proxy CPU s: ka / close / bulk |")
+        w("|---|---|---|---|---|---|---|")
+        for r in rows:
+            for x in allruns.get(r, []):
+                if r in not_run:
+                    continue
+                cpu = "—" if r == "direct" else "%s / %s / %s" % (fmt(x["cpu_ka"], 2), fmt(x["cpu_close"], 2), fmt(x["cpu_bulk"], 2))
+                w("| %s | %s | %s | %s | %s | %s | %s |" % (r, x["k"], kfmt(x["ka"]), fmt(x["p99"], 0), kfmt(x["close"]),
+                                                          fmt(x["bulk"], 2), cpu))
+        w("")
     w("## Ratios to HAProxy and the targets of issue 3")
     w("")
     base = res.get("haproxy") if "haproxy" not in not_run else None
