@@ -19,6 +19,7 @@ NAMES = {
     "haproxy": "HAProxy {haproxy} (mode tcp, nbthread 1)",
     "nginx": "nginx {nginx} stream (1 worker)",
     "socat": "socat {socat} (fork)",
+    "haproxy-splice": "HAProxy {haproxy} (mode tcp, nbthread 1, option splice-auto)",
 }
 
 

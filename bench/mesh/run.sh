@@ -7,6 +7,7 @@
 #   haproxy   HAProxy, mode tcp, nbthread 1 (Debian's 2.6)
 #   nginx     nginx stream module, worker_processes 1
 #   socat     socat TCP-LISTEN:port,fork,reuseaddr (a process per connection)
+#   haproxy-splice  HAProxy as above with `option splice-auto` (not in the default rows)
 #
 # Per row, the proxy pinned to CPU1 (taskset -c 1); wrk, iperf3 and the backends on CPU0:
 #   - wrk -t1 -c50 keep-alive: req/s and latency p50/p99 (--latency);
@@ -28,6 +29,7 @@
 #        IDLE_CONNS=100000 (0 skips)  IDLE_ROWS="shoal haproxy nginx"  SKIP_BUILD=1
 #        OUT=bench/mesh/RESULTS.md  KEEP=1 (keep the temp dir with raw outputs)
 #        SHOAL_BIN=path (another shoal binary; default: the release build)
+#        PERF=1 (profile each proxy's first run; tops of the profiles in bench/mesh/profiles/)
 #        NICE=-10 (run every process of the benchmark at this niceness: on a machine shared with
 #        builds, it keeps other work from taking the proxy's core mid-run)
 set -euo pipefail
@@ -127,6 +129,7 @@ stop_proxy() {
   sleep 0.5
 }
 cleanup() {
+  [ -z "${PERF_PID:-}" ] || { kill -INT "$PERF_PID" 2> /dev/null; wait "$PERF_PID" 2> /dev/null; } || true
   stop_proxy
   for p in "${PIDS[@]}"; do stop_pid "$p"; done
   if [ "${KEEP:-0}" = 1 ]; then echo "raw outputs kept in $DIR" >&2; else rm -rf "$DIR"; fi
@@ -267,6 +270,9 @@ $idle_servers_nginx  }
 }
 EOF
 
+# The same, relaying with splice(2) where HAProxy sees fit (as Shoal does for bulk transfers).
+sed 's/^  mode tcp$/  mode tcp\n  option splice-auto/' "$DIR/haproxy.cfg" > "$DIR/haproxy-splice.cfg"
+
 shoal_port() {  # port endpoints-json
   printf '{"port":%s,"protocol":"tcp","balancer":"round-robin","proxyProtocol":"none","idleTimeoutMs":600000,"maxConnections":%s,"endpoints":[%s]}' \
     "$1" "$MAXCONN" "$2"
@@ -289,6 +295,8 @@ start_proxy() {
     "${PIN1[@]}" "$SHOAL" mesh run --config "$DIR/mesh.json" > "$DIR/shoal.log" 2>&1 & ;;
   haproxy)
     "${PIN1[@]}" haproxy -db -f "$DIR/haproxy.cfg" > "$DIR/haproxy.log" 2>&1 & ;;
+  haproxy-splice)
+    "${PIN1[@]}" haproxy -db -f "$DIR/haproxy-splice.cfg" > "$DIR/haproxy-splice.log" 2>&1 & ;;
   nginx)
     "${PIN1[@]}" nginx -p "$DIR" -e "$DIR/nginx-stream.err" -c "$DIR/nginx-stream.conf" & ;;
   socat)
@@ -319,8 +327,63 @@ tree_ticks() {
   echo "$t"
 }
 
+# PERF=1: profile the proxy (perf record, on CPU0) during each measurement of the first run;
+# the top of each profile goes to bench/mesh/profiles/ROW.MEASUREMENT.txt. It perturbs the run.
+PERF_PID="" K=0
+perf_start() {  # file
+  [ "${PERF:-0}" = 1 ] && [ -n "$PROXY_PID" ] && [ "$K" = 1 ] || return 0
+  local pids
+  pids=$(echo "$PROXY_PID" $(pgrep -P "$PROXY_PID" || true) | tr ' ' ',')
+  "${PIN0[@]}" perf record -q -F 499 -p "$pids" -o "$1" > /dev/null 2>&1 &
+  PERF_PID=$!
+  sleep 0.2
+}
+perf_stop() {  # file name
+  [ -n "$PERF_PID" ] || return 0
+  kill -INT "$PERF_PID" 2> /dev/null || true
+  wait "$PERF_PID" 2> /dev/null || true
+  PERF_PID=""
+  mkdir -p bench/mesh/profiles
+  {
+    echo "# perf record -F 499 of $2 ($(date -u +%F), commit $(git rev-parse --short HEAD)): the proxy's own time"
+    echo "## by object"
+    perf report -i "$1" --stdio --no-children --sort dso --percent-limit 0.5 2> /dev/null |
+      grep -v '^#' | grep -v '^$' | sed -E 's/[[:space:]]+$//'
+    echo "## by symbol (≥ 0.7%)"
+    perf report -i "$1" --stdio --no-children --sort dso,symbol --percent-limit 0.7 2> /dev/null |
+      grep -v '^#' | grep -v '^$' | sed -E 's/[[:space:]]+$//; s/[[:space:]]+-[[:space:]]+-$//' | head -45 | { swift demangle --simplified 2> /dev/null || cat; }
+  } > "bench/mesh/profiles/$2.txt"
+  rm -f "$1"
+}
+
+# PERF=1 also counts the proxy's system calls (strace -c) over a separate 3-second
+# `Connection: close` run, per connection: bench/mesh/profiles/ROW.close.syscalls.txt.
+syscalls_per_conn() {  # url row
+  [ "${PERF:-0}" = 1 ] && [ -n "$PROXY_PID" ] && [ "$K" = 1 ] || return 0
+  local args=() p st n
+  for p in $PROXY_PID $(pgrep -P "$PROXY_PID" || true); do args+=(-p "$p"); done
+  "${PIN0[@]}" strace -c -f -qq -o "$DIR/strace.txt" "${args[@]}" &
+  st=$!
+  sleep 0.5
+  "${PIN0[@]}" wrk -t1 -c50 -d3s -H 'Connection: close' "$1" > "$DIR/strace-wrk.txt" 2>&1 || true
+  sleep 0.5
+  kill -INT "$st" 2> /dev/null || true
+  wait "$st" 2> /dev/null || true
+  n=$(awk '/requests in/ {print $1}' "$DIR/strace-wrk.txt")
+  mkdir -p bench/mesh/profiles
+  {
+    echo "# $2: system calls of the proxy per connection (strace -c -f over a 3 s wrk -c50"
+    echo "# 'Connection: close' run, $n connections; strace slows the proxy, counts stay exact)"
+    awk -v n="${n:-0}" '$1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" && n > 0 {
+        name = $NF; calls = $4; errs = (NF == 6 ? $5 : 0)
+        printf "%-20s %8.2f calls/conn %8.2f errors/conn\n", name, calls / n, errs / n
+      } $NF == "total" && n > 0 { printf "%-20s %8.2f calls/conn\n", "total", $3 / n }' "$DIR/strace.txt"
+  } > "bench/mesh/profiles/$2.close.syscalls.txt"
+}
+
 bench_row() {  # row run#
   local r=$1 k=$2 f="$DIR/$1.$2" c0 c1 c2 c3
+  K=$k
   if ! start_proxy "$r"; then echo "$r not-run" >> "$DIR/status"; return 0; fi
   local hp=$HTTP_P ip=$IPERF_P
   [ "$r" = direct ] && hp=$HTTP_B ip=$IPERF_B
@@ -328,16 +391,23 @@ bench_row() {  # row run#
   "${PIN0[@]}" wrk -t1 -c50 -d1s "$url" > /dev/null 2>&1 || true   # warm-up
   sleep 0.5
   c0=$(tree_ticks "$PROXY_PID")
+  perf_start "$DIR/perf.data"
   "${PIN0[@]}" wrk -t1 -c50 -d"${D}s" --latency "$url" > "$f.ka.txt" 2>&1 || true
+  perf_stop "$DIR/perf.data" "$r.keepalive"
   sleep 0.5
   c1=$(tree_ticks "$PROXY_PID")
+  perf_start "$DIR/perf.data"
   "${PIN0[@]}" wrk -t1 -c50 -d"${D}s" -H 'Connection: close' "$url" > "$f.close.txt" 2>&1 || true
+  perf_stop "$DIR/perf.data" "$r.close"
   sleep 1
   c2=$(tree_ticks "$PROXY_PID")
+  perf_start "$DIR/perf.data"
   "${PIN0[@]}" iperf3 -c 127.0.0.1 -p "$ip" -t "$D" -f g > "$f.iperf.txt" 2>&1 || true
+  perf_stop "$DIR/perf.data" "$r.bulk"
   sleep 0.5
   c3=$(tree_ticks "$PROXY_PID")
   echo "$((c1 - c0)) $((c2 - c1)) $((c3 - c2))" > "$f.cpu"
+  syscalls_per_conn "$url" "$r"
   if [ "$r" = shoal ]; then "$SHOAL" mesh inspect --json --control "$DIR/mesh.sock" > "$f.inspect.json" 2>&1 || true; fi
   stop_proxy
   sleep 1
