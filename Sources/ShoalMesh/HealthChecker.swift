@@ -100,7 +100,8 @@ final class HealthChecker: Sendable {
     }
 
     private static func startConnect(_ address: SocketAddress) -> CInt? {
-        let fd = socket(address.family, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_NONBLOCK.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(
+            address.family, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_NONBLOCK.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return nil }
         var ss = sockaddr_storage()
         let len = address.write(to: &ss)

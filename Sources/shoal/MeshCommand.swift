@@ -27,7 +27,9 @@ struct MeshRun: ParsableCommand {
         let mesh: Mesh
         do { mesh = try Mesh(spec) } catch { throw ValidationError("\(config): \(error)") }
         let ports = spec.ports.map { "\($0.port)/\($0.proto.rawValue)" }.joined(separator: " ")
-        say("shoal mesh: revision \(spec.revision) on \(spec.listen), \(spec.reactors) reactor(s), ports \(ports); control \(spec.control)")
+        say(
+            "shoal mesh: revision \(spec.revision) on \(spec.listen), \(spec.reactors) reactor(s), ports \(ports); control \(spec.control)"
+        )
         try mesh.serve(control: spec.control, configPath: config, signals: signals)
         say("shoal mesh: stopped")
     }
@@ -50,7 +52,9 @@ struct MeshApply: ParsableCommand {
     @OptionGroup var control: MeshControlOption
 
     func run() throws {
-        guard let data = FileManager.default.contents(atPath: file) else { throw ValidationError("cannot read \(file)") }
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw ValidationError("cannot read \(file)")
+        }
         let r = try control.send(MeshRequest(op: "apply", config: String(decoding: data, as: UTF8.self)))
         guard r.ok else {
             throw ValidationError("\(file): \(r.error ?? "refused") (revision \(r.revision ?? 0) keeps serving)")
