@@ -17,8 +17,8 @@ for a in "$@"; do
     *) targets+=("$a") ;;
   esac
 done
-# proxy and meshtable join the default list when the mesh lands (their bodies are empty today).
-[ ${#targets[@]} -gt 0 ] || targets=(vxlan esp)
+# meshtable joins the default list when the mesh lands (its body is empty today).
+[ ${#targets[@]} -gt 0 ] || targets=(vxlan esp proxy)
 
 # 1. Replay each committed corpus through a normal build (fast, catches regressions).
 for t in "${targets[@]}"; do
