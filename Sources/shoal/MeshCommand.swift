@@ -25,7 +25,7 @@ struct MeshRun: ParsableCommand {
         do { spec = try MeshConfig.load(path: config) } catch { throw ValidationError("\(config): \(error)") }
         let signals = try TerminationSignals()
         let mesh: Mesh
-        do { mesh = try Mesh(spec) } catch { throw ValidationError("\(config): \(error)") }
+        do { mesh = try Mesh(spec) } catch { throw MeshFailure(description: "\(config): \(error)") }
         let ports = spec.ports.map { "\($0.port)/\($0.proto.rawValue)" }.joined(separator: " ")
         say(
             "shoal mesh: revision \(spec.revision) on \(spec.listen), \(spec.reactors) reactor(s), ports \(ports); control \(spec.control)"
@@ -39,7 +39,9 @@ struct MeshControlOption: ParsableArguments {
     @Option(name: .long, help: "The running mesh's control socket.") var control = "/run/shoal/mesh.sock"
 
     func send(_ r: MeshRequest) throws -> MeshReply {
-        do { return try Mesh.request(r, control: control) } catch { throw ValidationError("\(control): \(error)") }
+        do { return try Mesh.request(r, control: control) } catch {
+            throw MeshFailure(description: "\(control): \(error)")
+        }
     }
 }
 
@@ -57,7 +59,8 @@ struct MeshApply: ParsableCommand {
         }
         let r = try control.send(MeshRequest(op: "apply", config: String(decoding: data, as: UTF8.self)))
         guard r.ok else {
-            throw ValidationError("\(file): \(r.error ?? "refused") (revision \(r.revision ?? 0) keeps serving)")
+            throw MeshFailure(
+                description: "\(file): \(r.error ?? "refused") (revision \(r.revision ?? 0) keeps serving)")
         }
         say("shoal mesh: revision \(r.revision ?? 0) in service")
     }
@@ -72,7 +75,7 @@ struct MeshInspect: ParsableCommand {
 
     func run() throws {
         let r = try control.send(MeshRequest(op: "inspect"))
-        guard let i = r.inspection else { throw ValidationError(r.error ?? "no inspection in the reply") }
+        guard let i = r.inspection else { throw MeshFailure(description: r.error ?? "no inspection in the reply") }
         if json {
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -81,4 +84,9 @@ struct MeshInspect: ParsableCommand {
             print(i.text, terminator: "")
         }
     }
+}
+
+/// A failure at run time (not a usage error): printed as `Error: …` without the usage text.
+struct MeshFailure: Error, CustomStringConvertible {
+    var description: String
 }
