@@ -17,7 +17,6 @@ for a in "$@"; do
     *) targets+=("$a") ;;
   esac
 done
-# meshtable joins the default list when the mesh lands (its body is empty today).
 [ ${#targets[@]} -gt 0 ] || targets=(vxlan esp proxy meshtable)
 
 # 1. Replay each committed corpus through a normal build (fast, catches regressions).
