@@ -82,6 +82,16 @@ let package = Package(
             dependencies: ["ShoalOverlay", .product(name: "Benchmark", package: "benchmark")],
             path: "Benchmarks/OverlayBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]),
+        .executableTarget(
+            name: "WireBenchmarks",
+            dependencies: ["ShoalWire", .product(name: "Benchmark", package: "benchmark")],
+            path: "Benchmarks/WireBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]),
+        .executableTarget(
+            name: "MeshBenchmarks",
+            dependencies: ["ShoalMesh", "ShoalSystem", .product(name: "Benchmark", package: "benchmark")],
+            path: "Benchmarks/MeshBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]),
 
         // MARK: Tests.
         .testTarget(name: "ShoalWireTests", dependencies: ["ShoalWire"], swiftSettings: strict),

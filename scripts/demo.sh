@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# demo.sh: two namespace hosts joined by an encrypted Shoal overlay (ESP in UDP 4500), a task
-# namespace attached on each, traffic between the tasks printed as it flows (ping, an iperf3 run
-# during a key rotation, a socat exchange), the underlay capture decrypted by stock tshark with
-# `shoal overlay export-sa`, then everything removed. Run as root.
+# demo.sh: a small local cluster in network namespaces. Two namespace hosts joined by an
+# encrypted Shoal overlay (ESP in UDP 4500), a task namespace attached on each, traffic between
+# the tasks printed as it flows (ping, an iperf3 run during a key rotation, a socat exchange),
+# the underlay capture decrypted by stock tshark with `shoal overlay export-sa`; then the routing
+# mesh on both hosts publishing port 8080 for a service whose two tasks (nginx) run one per host:
+# a client on a third host reaches the service through either host, the tasks see the client's
+# real address through PROXY protocol v2, and a table update drains a task. Then everything is
+# removed. Run as root.
 #
 #   bash scripts/demo.sh            (SHOAL_BUILD=release for a release build)
 set -euo pipefail
@@ -24,13 +28,13 @@ cleanup() {
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null; done
   bash scripts/netns-lab.sh down "$LAB"
   rm -rf "$DIR"
-  echo "== removed namespaces $LAB-h1/h2/t1/t2, bridges, TAPs and $DIR"
+  echo "== removed namespaces $LAB-h1/h2/h3/t1/t2, bridges, TAPs and $DIR"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 bash scripts/netns-lab.sh sweep
-bash scripts/netns-lab.sh up "$LAB" 2
+bash scripts/netns-lab.sh up "$LAB" 3
 ip netns add "$LAB-t1"
 ip netns add "$LAB-t2"
 KEY1=$(openssl rand -hex 16)
@@ -48,6 +52,8 @@ networks:
     fdb:
       - { mac: "02:00:c6:13:00:01", ip: 198.19.0.1, node: n1, underlay: 198.18.0.1 }
       - { mac: "02:00:c6:13:00:02", ip: 198.19.0.2, node: n2, underlay: 198.18.0.2 }
+      - { mac: "02:00:c6:13:00:65", ip: 198.19.0.101, node: n1, underlay: 198.18.0.1 }
+      - { mac: "02:00:c6:13:00:66", ip: 198.19.0.102, node: n2, underlay: 198.18.0.2 }
 keyRing:
   cipher: aes-128-gcm
   epochs: [ { id: 1, key: $KEY1, state: tx } ]
@@ -110,3 +116,62 @@ while read -r line; do ARGS+=(-o "uat:esp_sa:$line"); done < "$DIR/esp_sa"
 # The capture holds the socat exchange, sent after the rotation with epoch 2's SAs.
 tshark -r "$DIR/underlay.pcap" -o esp.enable_encryption_decode:TRUE "${ARGS[@]}" -Y "tcp.port == 7000" \
   2>/dev/null | head -8 | sed 's/^/[tshark] /' || true
+
+echo
+echo "== routing mesh: each host joins the overlay with an ingress address (198.19.0.10x) and"
+echo "   publishes port 8080 for a service with one nginx task per host (PROXY protocol v2)"
+for i in 1 2; do
+  mkdir -p "$DIR/task$i"
+  cat > "$DIR/task$i/nginx.conf" <<NGINX
+daemon off;
+worker_processes 1;
+pid $DIR/task$i/nginx.pid;
+error_log $DIR/task$i/error.log warn;
+events { worker_connections 256; }
+http {
+    access_log off;
+    client_body_temp_path $DIR/task$i; proxy_temp_path $DIR/task$i; fastcgi_temp_path $DIR/task$i;
+    uwsgi_temp_path $DIR/task$i; scgi_temp_path $DIR/task$i;
+    server {
+        listen 198.19.0.$i:80 proxy_protocol;
+        location / { return 200 "task t$i (node n$i) answers client \$proxy_protocol_addr:\$proxy_protocol_port\n"; }
+    }
+}
+NGINX
+  ip netns exec "$LAB-t$i" nginx -p "$DIR/task$i" -c "$DIR/task$i/nginx.conf" &
+  PIDS+=($!)
+  ip netns exec "$LAB-h$i" "$SHOAL" overlay attach --config "$DIR/n$i.yaml" --netns "$LAB-h$i" \
+    --ip 198.19.0.10$i --ifname ingress0
+done
+mesh_table() { # revision, endpoints...
+  local rev=$1; shift
+  printf 'revision: %s\nreactors: 1\ncontrol: %s\nports:\n  - port: 8080\n    proxyProtocol: v2\n    drainTimeoutMs: 2000\n    endpoints:\n' "$rev" "$MESH_SOCK"
+  for e in "$@"; do printf '      - {address: "%s", node: %s}\n' "${e%@*}" "${e#*@}"; done
+}
+for i in 1 2; do
+  MESH_SOCK=$DIR/mesh$i.sock mesh_table 1 198.19.0.1:80@n1 198.19.0.2:80@n2 > "$DIR/mesh$i.yaml"
+  ip netns exec "$LAB-h$i" "$SHOAL" mesh run --config "$DIR/mesh$i.yaml" > "$DIR/mesh$i.log" 2>&1 &
+  PIDS+=($!)
+done
+for i in 1 2; do
+  for _ in $(seq 50); do [ -S "$DIR/mesh$i.sock" ] && break; sleep 0.1; done
+  sed 's/^/[mesh n'$i'] /' "$DIR/mesh$i.log"
+done
+sleep 0.5
+get() { # host-number: one HTTP request from the client host h3 to that host's published port
+  printf 'GET / HTTP/1.0\r\nHost: demo\r\n\r\n' | ip netns exec "$LAB-h3" socat -t 3 - TCP:198.18.0.$1:8080 | tail -1
+}
+echo "== client on $LAB-h3 (198.18.0.3) -> port 8080 of n1 and of n2 (round robin across both tasks)"
+for i in 1 2; do for _ in 1 2; do echo "[h3 -> n$i] $(get $i)"; done; done
+echo "== shoal mesh inspect on n1"
+"$SHOAL" mesh inspect --control "$DIR/mesh1.sock" | sed 's/^/[mesh n1] /'
+echo "== revision 2 on both hosts: task t2 leaves the table (its connections drain); t1 serves all"
+for i in 1 2; do
+  MESH_SOCK=$DIR/mesh$i.sock mesh_table 2 198.19.0.1:80@n1 > "$DIR/mesh$i-r2.yaml"
+  echo "[mesh n$i] $("$SHOAL" mesh apply "$DIR/mesh$i-r2.yaml" --control "$DIR/mesh$i.sock")"
+done
+for i in 1 2; do echo "[h3 -> n$i] $(get $i)"; done
+echo "== a malformed table is refused whole; revision 2 keeps serving"
+printf 'revision: 3\nports:\n  - port: 8080\n    endpoints: [{address: "198.19.0.1"}]\n' > "$DIR/bad.yaml"
+"$SHOAL" mesh apply "$DIR/bad.yaml" --control "$DIR/mesh1.sock" 2>&1 | sed 's/^/[mesh n1] /' || true
+echo "[h3 -> n1] $(get 1)"

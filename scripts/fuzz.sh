@@ -17,8 +17,7 @@ for a in "$@"; do
     *) targets+=("$a") ;;
   esac
 done
-# proxy and meshtable join the default list when the mesh lands (their bodies are empty today).
-[ ${#targets[@]} -gt 0 ] || targets=(vxlan esp)
+[ ${#targets[@]} -gt 0 ] || targets=(vxlan esp proxy meshtable)
 
 # 1. Replay each committed corpus through a normal build (fast, catches regressions).
 for t in "${targets[@]}"; do

@@ -89,19 +89,50 @@ package indirect enum ConfigSchema: Sendable {
     case value
 
     /// Throws a `ConfigError` naming the first field that `text` holds but the schema does not.
+    /// YAML is walked as Yams' node tree (never constructed into `Any`: Yams traps on mapping
+    /// keys that are not strings, so such keys are refused here, before any decoder sees them).
     package func check(_ text: String) throws(ConfigError) {
-        let tree: Any?
-        do {
-            let trimmed = text.drop { $0.isWhitespace }
-            if trimmed.hasPrefix("{") || trimmed.hasPrefix("[") {
+        let trimmed = text.drop { $0.isWhitespace }
+        if trimmed.hasPrefix("{") || trimmed.hasPrefix("[") {
+            let tree: Any
+            do {
                 tree = try JSONSerialization.jsonObject(with: Data(text.utf8))
-            } else {
-                tree = try Yams.load(yaml: text)
+            } catch {
+                throw ConfigError(field: "", "cannot parse: \(error)")
             }
+            try walk(tree, path: "")
+            return
+        }
+        let node: Node?
+        do {
+            node = try Yams.compose(yaml: text)
         } catch {
             throw ConfigError(field: "", "cannot parse: \(error)")
         }
-        if let tree { try walk(tree, path: "") }
+        if let node { try walk(node, path: "") }
+    }
+
+    private func walk(_ node: Node, path: String) throws(ConfigError) {
+        switch self {
+        case .value:
+            return
+        case .array(let element):
+            guard let items = node.sequence else { return }  // type errors come from decoding
+            for (i, item) in items.enumerated() { try element.walk(item, path: "\(path)[\(i)]") }
+        case .object(let fields):
+            guard let mapping = node.mapping else { return }
+            for (k, v) in mapping {
+                guard let key = k.scalar?.string else {
+                    throw ConfigError(field: path, "mapping keys must be plain strings")
+                }
+                let sub = path.isEmpty ? key : "\(path).\(key)"
+                guard let schema = fields[key] else {
+                    let known = fields.keys.sorted().joined(separator: ", ")
+                    throw ConfigError(field: sub, "unknown field (known here: \(known))")
+                }
+                try schema.walk(v, path: sub)
+            }
+        }
     }
 
     private func walk(_ node: Any, path: String) throws(ConfigError) {

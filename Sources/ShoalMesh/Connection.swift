@@ -140,7 +140,9 @@ struct PipePool: ~Copyable {
         fds = .allocate(capacity: capacity * 2)
         for _ in 0..<prefill {
             var p: (CInt, CInt) = (-1, -1)
-            guard withUnsafeMutablePointer(to: &p, { $0.withMemoryRebound(to: CInt.self, capacity: 2) { shoal_pipe_nonblocking($0) } }) == 0
+            guard
+                withUnsafeMutablePointer(
+                    to: &p, { $0.withMemoryRebound(to: CInt.self, capacity: 2) { shoal_pipe_nonblocking($0) } }) == 0
             else { break }
             created += 1
             fds[count * 2] = p.0
@@ -165,7 +167,9 @@ struct PipePool: ~Copyable {
             return true
         }
         var p: (CInt, CInt) = (-1, -1)
-        guard withUnsafeMutablePointer(to: &p, { $0.withMemoryRebound(to: CInt.self, capacity: 2) { shoal_pipe_nonblocking($0) } }) == 0
+        guard
+            withUnsafeMutablePointer(
+                to: &p, { $0.withMemoryRebound(to: CInt.self, capacity: 2) { shoal_pipe_nonblocking($0) } }) == 0
         else { return false }
         created += 1
         d.pipeR = p.0

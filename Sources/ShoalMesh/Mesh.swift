@@ -70,7 +70,8 @@ package final class Mesh: Sendable {
             } catch {
                 for fd in out.values { Glibc.close(fd) }
                 let i = spec.ports.firstIndex { $0.key == p.key } ?? 0
-                throw ConfigError(field: "ports[\(i)].port", "cannot listen on \(address)/\(p.proto.rawValue): \(error.errno)")
+                throw ConfigError(
+                    field: "ports[\(i)].port", "cannot listen on \(address)/\(p.proto.rawValue): \(error.errno)")
             }
         }
         return out

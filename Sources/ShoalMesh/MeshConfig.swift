@@ -238,11 +238,13 @@ extension PortSpec {
         keepaliveIntervalS = Int32(try bounded(ka?.intervalS, "\(f).keepalive.intervalS", default: 10, 1...3_600))
         keepaliveCount = Int32(try bounded(ka?.count, "\(f).keepalive.count", default: 6, 1...127))
         maxConnections = try bounded(p.maxConnections, "\(f).maxConnections", default: 100_000, 1...10_000_000)
-        drainTimeoutMs = UInt64(try bounded(p.drainTimeoutMs, "\(f).drainTimeoutMs", default: Int(defaultDrainMs), 0...day))
+        drainTimeoutMs = UInt64(
+            try bounded(p.drainTimeoutMs, "\(f).drainTimeoutMs", default: Int(defaultDrainMs), 0...day))
         retries = try bounded(p.retries, "\(f).retries", default: 2, 0...16)
         if let h = p.healthCheck {
             let interval = try bounded(h.intervalMs, "\(f).healthCheck.intervalMs", default: 2_000, 10...3_600_000)
-            let timeout = try bounded(h.timeoutMs, "\(f).healthCheck.timeoutMs", default: min(1_000, interval), 1...interval)
+            let timeout = try bounded(
+                h.timeoutMs, "\(f).healthCheck.timeoutMs", default: min(1_000, interval), 1...interval)
             health = HealthCheckSpec(
                 intervalMs: UInt64(interval), timeoutMs: UInt64(timeout),
                 rise: try bounded(h.rise, "\(f).healthCheck.rise", default: 2, 1...100),
@@ -250,8 +252,10 @@ extension PortSpec {
         } else {
             health = nil
         }
-        ejectAfterFailures = try bounded(p.passiveEjection?.failures, "\(f).passiveEjection.failures", default: 3, 0...1_000)
-        ejectMs = UInt64(try bounded(p.passiveEjection?.ejectMs, "\(f).passiveEjection.ejectMs", default: 10_000, 1...day))
+        ejectAfterFailures = try bounded(
+            p.passiveEjection?.failures, "\(f).passiveEjection.failures", default: 3, 0...1_000)
+        ejectMs = UInt64(
+            try bounded(p.passiveEjection?.ejectMs, "\(f).passiveEjection.ejectMs", default: 10_000, 1...day))
         guard p.endpoints.count <= MeshSpec.maxEndpointsPerPort else {
             throw ConfigError(field: "\(f).endpoints", "at most \(MeshSpec.maxEndpointsPerPort) endpoints per port")
         }

@@ -69,7 +69,9 @@ extension Mesh {
             if fds[0].revents != 0, let signal = signals.take() {
                 if signal == SIGHUP {
                     guard let configPath else { continue }
-                    let text = FileManager.default.contents(atPath: configPath).map { String(decoding: $0, as: UTF8.self) }
+                    let text = FileManager.default.contents(atPath: configPath).map {
+                        String(decoding: $0, as: UTF8.self)
+                    }
                     let reply = handle(MeshRequest(op: "apply", config: text))
                     if reply.ok { meshLog("SIGHUP: reloaded \(configPath)") }
                     continue
@@ -81,7 +83,9 @@ extension Mesh {
             }
             if fds[1].revents != 0, let conn = UnixStream.accept(listener: listener.rawValue) {
                 let reply: MeshReply
-                if let line = UnixStream.readLine(conn), let req = try? JSONDecoder().decode(MeshRequest.self, from: Data(line)) {
+                if let line = UnixStream.readLine(conn),
+                    let req = try? JSONDecoder().decode(MeshRequest.self, from: Data(line))
+                {
                     reply = handle(req)
                 } else {
                     reply = MeshReply(ok: false, error: "malformed request")

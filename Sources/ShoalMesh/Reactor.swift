@@ -4,8 +4,8 @@
 // between two events when the controller posts a new revision through the mailbox.
 
 import CShoal
-import Synchronization
 import ShoalSystem
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -22,7 +22,8 @@ enum ReactorCommand: Sendable {
 
 /// Cookie kinds in the epoll event data.
 enum EventKind: UInt64 {
-    case wake = 1, tcpListener, client, upstream, udpListener, udpFlow
+    case wake = 1
+    case tcpListener, client, upstream, udpListener, udpFlow
 }
 
 @inline(__always)
@@ -125,7 +126,8 @@ package final class Reactor: @unchecked Sendable {
             nowMs = shoal_now_ms()
             if n > 0 {
                 for k in 0..<Int(n) {
-                    dispatch(mask: shoal_epoll_event_mask(events, CInt(k)), data: shoal_epoll_event_data(events, CInt(k)))
+                    dispatch(
+                        mask: shoal_epoll_event_mask(events, CInt(k)), data: shoal_epoll_event_data(events, CInt(k)))
                 }
             }
             expireTimers()

@@ -66,7 +66,8 @@ extension Reactor {
             c.pointee.port = port
             c.pointee.endpointIndex = -1
             c.pointee.retriesLeft = spec.retries
-            c.pointee.clientAddr = withUnsafeBytes(of: &ss) { SocketAddress($0.baseAddress!) } ?? SocketAddress(ip: .v4(0), port: 0)
+            c.pointee.clientAddr =
+                withUnsafeBytes(of: &ss) { SocketAddress($0.baseAddress!) } ?? SocketAddress(ip: .v4(0), port: 0)
             c.pointee.hash = clientHash(c.pointee.clientAddr.ip)
             c.pointee.up = Direction()
             c.pointee.down = Direction()
@@ -168,7 +169,9 @@ extension Reactor {
         e.total.add(1, ordering: .relaxed)
         c.pointee.endpointIndex = i
         c.pointee.endpoint = e
-        let fd = socket(e.address.family, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_NONBLOCK.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(
+            e.address.family, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_NONBLOCK.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0
+        )
         guard fd >= 0 else {
             connectFailed(slot, .connectOther, blameTask: false)
             return
@@ -177,7 +180,8 @@ extension Reactor {
         let spec = port.spec
         _ = shoal_tcp_tune(fd, 1, spec.keepaliveIdleS, spec.keepaliveIntervalS, spec.keepaliveCount)
         _ = shoal_epoll_add(
-            epoll, fd, SHOAL_EV_IN | SHOAL_EV_OUT | SHOAL_EV_RDHUP | SHOAL_EV_ET, cookie(.upstream, slot, c.pointee.gen))
+            epoll, fd, SHOAL_EV_IN | SHOAL_EV_OUT | SHOAL_EV_RDHUP | SHOAL_EV_ET, cookie(.upstream, slot, c.pointee.gen)
+        )
         var ss = sockaddr_storage()
         let len = e.address.write(to: &ss)
         let r = withUnsafePointer(to: &ss) {
@@ -208,7 +212,9 @@ extension Reactor {
         guard let port = c.pointee.port, let e = c.pointee.endpoint else { return }
         port.runtime.count(why)
         port.runtime.logOnce(why)
-        if blameTask { e.connectFailed(nowMs: nowMs, threshold: port.spec.ejectAfterFailures, ejectMs: port.spec.ejectMs) }
+        if blameTask {
+            e.connectFailed(nowMs: nowMs, threshold: port.spec.ejectAfterFailures, ejectMs: port.spec.ejectMs)
+        }
         e.active.subtract(1, ordering: .relaxed)
         c.pointee.endpoint = nil
         if c.pointee.upstream >= 0 {

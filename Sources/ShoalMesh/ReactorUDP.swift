@@ -190,13 +190,16 @@ extension Reactor {
             for k in 0..<Int(n) {
                 guard let client = SocketAddress(UnsafeRawPointer(udp.names + k)) else { continue }
                 port.runtime.count(.udpDatagramsIn)
-                forwardToTask(li, port, client, buffer: udp.buffers + k * UDPRelay.datagramMax, length: Int(udp.msgs[k].msg_len))
+                forwardToTask(
+                    li, port, client, buffer: udp.buffers + k * UDPRelay.datagramMax, length: Int(udp.msgs[k].msg_len))
             }
             if Int(n) < UDPRelay.batch { return }
         }
     }
 
-    private func forwardToTask(_ li: Int, _ port: PortTable, _ client: SocketAddress, buffer: UnsafeMutableRawPointer, length: Int) {
+    private func forwardToTask(
+        _ li: Int, _ port: PortTable, _ client: SocketAddress, buffer: UnsafeMutableRawPointer, length: Int
+    ) {
         var f = udp.find(li, client)
         if let i = f, let e = udp.flows[i].endpoint, udp.flows[i].port !== port || !stillEligible(i, e) {
             moveFlow(i, port)  // its task left, failed its checks or was ejected
@@ -246,7 +249,8 @@ extension Reactor {
         let hash = clientHash(udp.flows[i].client.ip)
         guard let t = port.pick(clientHash: hash, nowMs: nowMs, rng: &rng, exclude: exclude) else { return false }
         let e = port.endpoints[t]
-        let fd = socket(e.address.family, CInt(SOCK_DGRAM.rawValue) | CInt(SOCK_NONBLOCK.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
+        let fd = socket(
+            e.address.family, CInt(SOCK_DGRAM.rawValue) | CInt(SOCK_NONBLOCK.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return false }
         var ss = sockaddr_storage()
         let len = e.address.write(to: &ss)
@@ -320,7 +324,8 @@ extension Reactor {
             let port = listeners[li].port
             var sent = 0
             while sent < Int(n) {
-                let s = shoal_sendmmsg(listeners[li].fd, udp.msgs + sent, CUnsignedInt(Int(n) - sent), CInt(MSG_DONTWAIT))
+                let s = shoal_sendmmsg(
+                    listeners[li].fd, udp.msgs + sent, CUnsignedInt(Int(n) - sent), CInt(MSG_DONTWAIT))
                 if s <= 0 { break }
                 sent += Int(s)
             }

@@ -3,8 +3,8 @@
 // see half a table). What must outlive a revision (connection counts, health, counters) lives in
 // runtime objects that a new revision takes over from the old one by identity (port, address).
 
-import Synchronization
 import ShoalSystem
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc

@@ -25,9 +25,11 @@ struct MeshRun: ParsableCommand {
         do { spec = try MeshConfig.load(path: config) } catch { throw ValidationError("\(config): \(error)") }
         let signals = try TerminationSignals()
         let mesh: Mesh
-        do { mesh = try Mesh(spec) } catch { throw ValidationError("\(config): \(error)") }
+        do { mesh = try Mesh(spec) } catch { throw MeshFailure(description: "\(config): \(error)") }
         let ports = spec.ports.map { "\($0.port)/\($0.proto.rawValue)" }.joined(separator: " ")
-        say("shoal mesh: revision \(spec.revision) on \(spec.listen), \(spec.reactors) reactor(s), ports \(ports); control \(spec.control)")
+        say(
+            "shoal mesh: revision \(spec.revision) on \(spec.listen), \(spec.reactors) reactor(s), ports \(ports); control \(spec.control)"
+        )
         try mesh.serve(control: spec.control, configPath: config, signals: signals)
         say("shoal mesh: stopped")
     }
@@ -37,7 +39,9 @@ struct MeshControlOption: ParsableArguments {
     @Option(name: .long, help: "The running mesh's control socket.") var control = "/run/shoal/mesh.sock"
 
     func send(_ r: MeshRequest) throws -> MeshReply {
-        do { return try Mesh.request(r, control: control) } catch { throw ValidationError("\(control): \(error)") }
+        do { return try Mesh.request(r, control: control) } catch {
+            throw MeshFailure(description: "\(control): \(error)")
+        }
     }
 }
 
@@ -50,10 +54,13 @@ struct MeshApply: ParsableCommand {
     @OptionGroup var control: MeshControlOption
 
     func run() throws {
-        guard let data = FileManager.default.contents(atPath: file) else { throw ValidationError("cannot read \(file)") }
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw ValidationError("cannot read \(file)")
+        }
         let r = try control.send(MeshRequest(op: "apply", config: String(decoding: data, as: UTF8.self)))
         guard r.ok else {
-            throw ValidationError("\(file): \(r.error ?? "refused") (revision \(r.revision ?? 0) keeps serving)")
+            throw MeshFailure(
+                description: "\(file): \(r.error ?? "refused") (revision \(r.revision ?? 0) keeps serving)")
         }
         say("shoal mesh: revision \(r.revision ?? 0) in service")
     }
@@ -68,7 +75,7 @@ struct MeshInspect: ParsableCommand {
 
     func run() throws {
         let r = try control.send(MeshRequest(op: "inspect"))
-        guard let i = r.inspection else { throw ValidationError(r.error ?? "no inspection in the reply") }
+        guard let i = r.inspection else { throw MeshFailure(description: r.error ?? "no inspection in the reply") }
         if json {
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -77,4 +84,9 @@ struct MeshInspect: ParsableCommand {
             print(i.text, terminator: "")
         }
     }
+}
+
+/// A failure at run time (not a usage error): printed as `Error: …` without the usage text.
+struct MeshFailure: Error, CustomStringConvertible {
+    var description: String
 }

@@ -125,7 +125,8 @@ import Testing
         let t1 = try table(.roundRobin, weights: [1, 1])
         t1.endpoints[0].active.store(7, ordering: .relaxed)
         let spec = try MeshConfig.parse(
-            "revision: 2\nports:\n  - port: 80\n    endpoints:\n      - {address: \"198.18.1.1:80\"}\n      - {address: \"198.18.1.9:80\"}\n")
+            "revision: 2\nports:\n  - port: 80\n    endpoints:\n      - {address: \"198.18.1.1:80\"}\n      - {address: \"198.18.1.9:80\"}\n"
+        )
         let old = MeshTable(spec: try MeshConfig.parse("revision: 1\nports: []"), ports: [t1])
         let t2 = MeshTable.build(spec, previous: old).ports[0]
         #expect(t2.endpoints[0] === t1.endpoints[0])

@@ -15,7 +15,8 @@ func meshYAML(
     port: UInt16, endpoints: [UInt16], revision: Int = 1, options: String = "", extraPorts: String = "",
     endpointOptions: String = ""
 ) -> String {
-    var y = "revision: \(revision)\nlisten: 127.0.0.1\nreactors: 1\ncontrol: /tmp/shoal-mesh-test-\(getpid())-\(port).sock\n"
+    var y =
+        "revision: \(revision)\nlisten: 127.0.0.1\nreactors: 1\ncontrol: /tmp/shoal-mesh-test-\(getpid())-\(port).sock\n"
     y += "ports:\n  - port: \(port)\n"
     for line in options.split(separator: "\n") { y += "    \(line)\n" }
     y += "    endpoints:\n"
@@ -80,7 +81,8 @@ func meshYAML(
         let dead = Kit.freePort()  // nothing listens: connection refused
         let port = Kit.freePort()
         let mesh = try Kit.mesh(
-            meshYAML(port: port, endpoints: [dead, good.port], options: "passiveEjection: {failures: 2, ejectMs: 60000}"))
+            meshYAML(
+                port: port, endpoints: [dead, good.port], options: "passiveEjection: {failures: 2, ejectMs: 60000}"))
         defer { mesh.shutdown(drainMs: 0) }
         for _ in 0..<6 {
             let fd = try #require(Kit.connect(port))

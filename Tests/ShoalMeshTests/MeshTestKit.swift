@@ -21,7 +21,9 @@ enum Kit {
         sin.sin_family = sa_family_t(AF_INET)
         sin.sin_addr = in_addr(s_addr: UInt32(0x7F00_0001).bigEndian)
         _ = withUnsafePointer(to: &sin) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         var len = socklen_t(MemoryLayout<sockaddr_in>.size)
         _ = withUnsafeMutablePointer(to: &sin) {
