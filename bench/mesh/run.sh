@@ -271,7 +271,9 @@ $idle_servers_nginx  }
 EOF
 
 # The same, relaying with splice(2) where HAProxy sees fit (as Shoal does for bulk transfers).
-sed 's/^  mode tcp$/  mode tcp\n  option splice-auto/' "$DIR/haproxy.cfg" > "$DIR/haproxy-splice.cfg"
+# HAProxy reserves descriptors for maxpipes (default maxconn/4) pipes: bound it so the fd limit holds.
+sed -e 's/^  mode tcp$/  mode tcp\n  option splice-auto/' -e 's/^  nbthread 1$/  nbthread 1\n  maxpipes 1024/' \
+  "$DIR/haproxy.cfg" > "$DIR/haproxy-splice.cfg"
 
 shoal_port() {  # port endpoints-json
   printf '{"port":%s,"protocol":"tcp","balancer":"round-robin","proxyProtocol":"none","idleTimeoutMs":600000,"maxConnections":%s,"endpoints":[%s]}' \
@@ -377,7 +379,7 @@ syscalls_per_conn() {  # url row
     awk -v n="${n:-0}" '$1 ~ /^[0-9.]+$/ && NF >= 5 && $NF != "total" && n > 0 {
         name = $NF; calls = $4; errs = (NF == 6 ? $5 : 0)
         printf "%-20s %8.2f calls/conn %8.2f errors/conn\n", name, calls / n, errs / n
-      } $NF == "total" && n > 0 { printf "%-20s %8.2f calls/conn\n", "total", $3 / n }' "$DIR/strace.txt"
+      } $NF == "total" && n > 0 { printf "%-20s %8.2f calls/conn\n", "total", $4 / n }' "$DIR/strace.txt"
   } > "bench/mesh/profiles/$2.close.syscalls.txt"
 }
 
