@@ -272,7 +272,9 @@ EOF
 
 # The same, relaying with splice(2) where HAProxy sees fit (as Shoal does for bulk transfers).
 # HAProxy reserves descriptors for maxpipes (default maxconn/4) pipes: bound it so the fd limit holds.
+# (maxconn 4096 too: this row takes no part in the idle test.)
 sed -e 's/^  mode tcp$/  mode tcp\n  option splice-auto/' -e 's/^  nbthread 1$/  nbthread 1\n  maxpipes 1024/' \
+  -e 's/^  maxconn .*/  maxconn 4096/' \
   "$DIR/haproxy.cfg" > "$DIR/haproxy-splice.cfg"
 
 shoal_port() {  # port endpoints-json
