@@ -66,6 +66,7 @@ package final class Mesh: Sendable {
                     p.proto == .tcp
                     ? try Socket.listenTCP(address, backlog: 65_535, reusePort: true)
                     : try Socket.bindUDP(address, reusePort: true)
+                if p.proto == .tcp { tuneListener(fd.rawValue, p) }
                 out[p.key] = fd.release()
             } catch {
                 for fd in out.values { Glibc.close(fd) }

@@ -75,7 +75,7 @@ extension Reactor {
             c.pointee.lastActivityMs = nowMs
             c.pointee.drainDeadlineMs = 0
             c.pointee.relayed = false
-            _ = shoal_tcp_tune(fd, 1, spec.keepaliveIdleS, spec.keepaliveIntervalS, spec.keepaliveCount)
+            // TCP_NODELAY and keepalive come from the listener (`tuneListener`).
             _ = shoal_epoll_add(
                 epoll, fd, SHOAL_EV_IN | SHOAL_EV_OUT | SHOAL_EV_RDHUP | SHOAL_EV_ET,
                 cookie(.client, slot, c.pointee.gen))

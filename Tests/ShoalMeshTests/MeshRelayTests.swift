@@ -244,3 +244,33 @@ func shoal_now_ms_for_tests() -> UInt64 {
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) * 1_000 + UInt64(ts.tv_nsec) / 1_000_000
 }
+
+@Suite struct ListenerInheritanceTests {
+    /// The mesh sets TCP_NODELAY and keepalive once on each listener and relies on Linux copying
+    /// them into accepted sockets: check that platform behaviour.
+    @Test func acceptedSocketsInheritNoDelayAndKeepalive() throws {
+        let port = Kit.freePort()
+        let spec = try Kit.spec(
+            "revision: 1\nports:\n  - port: \(port)\n    keepalive: {idleS: 77, intervalS: 7, count: 4}\n    endpoints: []"
+        )
+        let listener = try Socket.listenTCP(SocketAddress(ip: .v4(0x7F00_0001), port: port))
+        tuneListener(listener.rawValue, spec.ports[0])
+        let client = try #require(Kit.connect(port))
+        defer { close(client) }
+        #expect(Kit.eventually { true })
+        let fd = accept(listener.rawValue, nil, nil)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        func option(_ level: CInt, _ name: CInt) -> CInt {
+            var v: CInt = -1
+            var len = socklen_t(MemoryLayout<CInt>.size)
+            getsockopt(fd, level, name, &v, &len)
+            return v
+        }
+        #expect(option(CInt(IPPROTO_TCP), TCP_NODELAY) != 0)
+        #expect(option(SOL_SOCKET, SO_KEEPALIVE) != 0)
+        #expect(option(CInt(IPPROTO_TCP), TCP_KEEPIDLE) == 77)
+        #expect(option(CInt(IPPROTO_TCP), TCP_KEEPINTVL) == 7)
+        #expect(option(CInt(IPPROTO_TCP), TCP_KEEPCNT) == 4)
+    }
+}
