@@ -17,6 +17,12 @@ package struct RaftBenchResult: Sendable {
     package var commitsPerSecond: Double { Double(commits) / seconds }
 }
 
+/// The `p` quantile (0...1) of sorted nanosecond latencies, in microseconds; 0 when empty.
+package func percentileMicros(_ sortedNanos: [UInt64], _ p: Double) -> Double {
+    guard !sortedNanos.isEmpty else { return 0 }
+    return Double(sortedNanos[min(sortedNanos.count - 1, Int(Double(sortedNanos.count) * p))]) / 1000
+}
+
 package enum RaftBench {
     static func makeCluster(
         size: Int, encrypt: Bool, root: String, network: LocalNetwork, tickMs: Int
@@ -91,12 +97,10 @@ package enum RaftBench {
         group.wait()
         let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         let lat = latencies.withLock { $0 }.sorted()
-        func pct(_ p: Double) -> Double {
-            lat.isEmpty ? 0 : Double(lat[min(lat.count - 1, Int(Double(lat.count) * p))]) / 1000
-        }
         return RaftBenchResult(
-            nodes: size, encrypted: encrypt, commits: lat.count, seconds: elapsed, p50Micros: pct(0.5),
-            p99Micros: pct(0.99), walSyncs: leader.status.walSyncs - syncsBefore)
+            nodes: size, encrypted: encrypt, commits: lat.count, seconds: elapsed,
+            p50Micros: percentileMicros(lat, 0.5), p99Micros: percentileMicros(lat, 0.99),
+            walSyncs: leader.status.walSyncs - syncsBefore)
     }
 
     /// Crashes (stops) the leader `kills` times; returns the milliseconds from each crash until a

@@ -1,5 +1,6 @@
 // `shoal raft run` runs one Raft node (plain TCP transport, durable optionally encrypted storage);
-// `shoal raft kv put|get|cas` is a small client that finds the leader.
+// `shoal raft kv put|get|cas` is a small client that finds the leader; `shoal raft load` drives a
+// cluster of such processes with many outstanding puts and prints commits/s and latency.
 
 import ArgumentParser
 import Foundation
@@ -9,7 +10,7 @@ struct RaftCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "raft",
         abstract: "Raft consensus node and client.",
-        subcommands: [RaftRun.self, RaftKV.self, RaftBenchCommand.self])
+        subcommands: [RaftRun.self, RaftKV.self, RaftLoad.self, RaftBenchCommand.self])
 }
 
 func parsePeers(_ s: String) throws -> [NodeID: String] {
@@ -34,6 +35,7 @@ struct RaftRun: ParsableCommand {
     @Flag(help: "With --encrypt: keep the KEK off disk; prints the unlock key once.") var autolock = false
     @Option(help: "Unlock key (SHOAL-KEY-1-...) for autolocked data.") var unlockKey: String?
     @Option(help: "Tick interval in milliseconds (election timeout is 10-20 ticks).") var tickMs = 20
+    @Option(help: "Snapshot and compact the log every N applied entries.") var snapshotEntries: UInt64 = 10_000
 
     func run() throws {
         let peerMap = try parsePeers(peers)
@@ -43,6 +45,7 @@ struct RaftRun: ParsableCommand {
         o.autolock = autolock
         o.unlockKey = unlockKey ?? ProcessInfo.processInfo.environment["SHOAL_UNLOCK_KEY"]
         o.tickMilliseconds = tickMs
+        o.snapshotEntries = snapshotEntries
         let transport = TCPTransport(id: id, peers: peerMap)
         let node: RaftNode
         do {
@@ -100,6 +103,32 @@ struct RaftKV: ParsableCommand {
     }
 }
 
+/// One markdown row of the Raft benchmark tables (in-process and processes).
+func raftBenchRow(_ r: RaftBenchResult, extra: String) -> String {
+    "| \(r.nodes) | \(r.encrypted ? "AES-GCM" : "off") | \(Int(r.commitsPerSecond)) | "
+        + String(format: "%.2f | %.2f | ", r.p50Micros / 1000, r.p99Micros / 1000) + extra + " |"
+}
+
+struct RaftLoad: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "load",
+        abstract: "Load client: puts with many requests in flight against the leader; prints a benchmark row.")
+
+    @Option(help: "Cluster nodes: 1=127.0.0.1:7001,...") var peers: String
+    @Option(help: "Connections to the leader, each with one put in flight.") var clients = 128
+    @Option(help: "Seconds measured (after a 1 s warm-up).") var seconds = 5.0
+    @Option(help: "Bytes per value.") var valueBytes = 128
+    @Option(help: "Label: 'off' or 'AES-GCM' (the client cannot see the nodes' storage).") var encryption = "off"
+
+    func run() throws {
+        let p = try parsePeers(peers)
+        let (r, failures) = try RaftLoadClient.run(
+            peers: p, clients: clients, seconds: seconds, valueBytes: valueBytes, nodes: p.count,
+            encrypted: encryption != "off")
+        print(raftBenchRow(r, extra: "\(failures)"))
+    }
+}
+
 struct RaftBenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench", abstract: "In-process benchmark: commits/s, commit latency, failover time.")
@@ -118,11 +147,7 @@ struct RaftBenchCommand: ParsableCommand {
             for enc in [false, true] {
                 let r = try RaftBench.throughput(
                     nodes: n, encrypt: enc, clients: clients, seconds: seconds, directory: dir)
-                print(
-                    "| \(n) | \(enc ? "AES-GCM" : "off") | \(Int(r.commitsPerSecond)) | "
-                        + String(
-                            format: "%.2f | %.2f | %.0f |", r.p50Micros / 1000, r.p99Micros / 1000,
-                            Double(r.walSyncs) / r.seconds))
+                print(raftBenchRow(r, extra: String(format: "%.0f", Double(r.walSyncs) / r.seconds)))
             }
         }
         if kills > 0 {
