@@ -96,6 +96,42 @@ func walPath(_ dir: String) throws -> String {
         }
     }
 
+    /// Encrypted group commits are sealed as one batch; records sealed one by one (the format of
+    /// earlier versions) still read, before and after batches.
+    @Test func sealedBatchesAndSingleSealedRecordsRead() throws {
+        try withTempDir { dir in
+            let ring = try KeyRing.create(directory: dir, autolock: false).0
+            let recs = Self.records(7)
+            do {
+                let (wal, _) = try WAL.open(directory: dir, keyRing: ring)
+                for r in recs[0..<3] { wal.append(r) }
+                try wal.sync()
+            }
+            let path = try walPath(dir)
+            #expect(try FileIO.readAll(path).count < 3 * (8 + 32 + 8))  // one frame, not three
+            var old: [UInt8] = []
+            for r in recs[3..<5] {
+                let sealed = ring.seal(r)
+                withUnsafeBytes(of: UInt32(sealed.count).littleEndian) { old.append(contentsOf: $0) }
+                withUnsafeBytes(of: CRC32C.checksum(sealed).littleEndian) { old.append(contentsOf: $0) }
+                old += sealed
+            }
+            let fd = try FileIO.openAppend(path)
+            try FileIO.writeAll(fd, old, path: path)
+            close(fd)
+            do {
+                let (wal, recovered) = try WAL.open(directory: dir, keyRing: ring)
+                #expect(recovered == Array(recs[0..<5]))
+                for r in recs[5...] { wal.append(r) }
+                try wal.sync()
+            }
+            let (_, all) = try WAL.open(directory: dir, keyRing: ring)
+            #expect(all == recs)
+            // A batch is not accepted where a single sealed record is expected (the flag is in the AAD).
+            #expect(ring.open(ring.sealBatch([1, 2, 3])) == nil)
+        }
+    }
+
     @Test func corruptedMiddleIsRefused() throws {
         try withTempDir { dir in
             do {
