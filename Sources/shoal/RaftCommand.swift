@@ -141,13 +141,15 @@ struct RaftBenchCommand: ParsableCommand {
     @Option(help: "Directory on a real disk for the data.") var dir = "/var/tmp"
 
     func run() throws {
-        print("| nodes | encryption | commits/s | p50 ms | p99 ms | fsyncs/s (leader) |")
-        print("|---|---|---|---|---|---|")
+        print("| nodes | encryption | commits/s | p50 ms | p99 ms | fsyncs/s (leader) | CPU µs/commit |")
+        print("|---|---|---|---|---|---|---|")
         for n in nodes.split(separator: ",").compactMap({ Int($0) }) {
             for enc in [false, true] {
                 let r = try RaftBench.throughput(
                     nodes: n, encrypt: enc, clients: clients, seconds: seconds, directory: dir)
-                print(raftBenchRow(r, extra: String(format: "%.0f", Double(r.walSyncs) / r.seconds)))
+                print(
+                    raftBenchRow(
+                        r, extra: String(format: "%.0f | %.1f", Double(r.walSyncs) / r.seconds, r.cpuMicrosPerCommit)))
             }
         }
         if kills > 0 {

@@ -22,6 +22,22 @@ func walPath(_ dir: String) throws -> String {
         #expect(CRC32C.checksum([UInt8](repeating: 0, count: 32)) == 0x8A91_36AA)
         #expect(CRC32C.checksum([UInt8]()) == 0)
     }
+
+    /// Slicing-by-8 against its naive twin, byte-at-a-time: every length and offset (alignment)
+    /// up to 80, chained seeds, and non-contiguous sequences.
+    @Test func slicedMatchesBytewise() {
+        var rng = SystemRandomNumberGenerator()
+        let data = (0..<200).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        for offset in 0..<9 {
+            for length in 0...80 {
+                let slice = data[offset..<offset + length]
+                #expect(CRC32C.checksum(slice) == CRC32C.bytewise(slice), "offset \(offset) length \(length)")
+            }
+        }
+        let whole = CRC32C.checksum(data)
+        #expect(CRC32C.checksum(data[77...], seed: CRC32C.checksum(data[..<77])) == whole)
+        #expect(CRC32C.checksum(data.lazy.map { $0 }) == whole)
+    }
 }
 
 @Suite struct WALTests {
