@@ -3,18 +3,8 @@
 # kill -9 of the leader mid-load, restart; checks that no acknowledged write is lost and that a
 # new leader answers within the timeout. Usage: scripts/raft-process-test.sh [path/to/shoal]
 set -euo pipefail
-cd "$(dirname "$0")/.."
-SHOAL=${1:-.build/debug/shoal}
-BASE=${SHOAL_RAFT_PORT_BASE:-$((20000 + RANDOM % 20000))}
+RAFT_SCRIPT_TAG=proc source "$(dirname "$0")/raft-procs.sh" "$@"
 PEERS="1=127.0.0.1:$BASE,2=127.0.0.1:$((BASE + 1)),3=127.0.0.1:$((BASE + 2))"
-DIR=$(mktemp -d /tmp/shoal-raft-proc.XXXXXX)
-declare -A PIDS
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$DIR"
-}
-trap cleanup EXIT
 start() {
     "$SHOAL" raft run --id "$1" --peers "$PEERS" --data "$DIR/n$1" --encrypt --tick-ms 20 >>"$DIR/log$1" 2>&1 &
     PIDS[$1]=$!

@@ -163,6 +163,31 @@ package enum ConfChange: Sendable, Equatable {
     /// Removes a voter or a learner.
     case remove(NodeID)
 
+    package var node: NodeID {
+        switch self {
+        case .addVoter(let id), .addLearner(let id), .promote(let id), .remove(let id): return id
+        }
+    }
+
+    /// The change's code in the client protocol (TCPTransport): 1 add voter, 2 add learner,
+    /// 3 promote, 4 remove.
+    package var wireCode: UInt8 {
+        switch self {
+        case .addVoter: return 1
+        case .addLearner: return 2
+        case .promote: return 3
+        case .remove: return 4
+        }
+    }
+
+    package init?(wireCode: UInt8, node: NodeID) {
+        let make: [UInt8: (NodeID) -> ConfChange] = [
+            1: Self.addVoter, 2: Self.addLearner, 3: Self.promote, 4: Self.remove,
+        ]
+        guard let m = make[wireCode] else { return nil }
+        self = m(node)
+    }
+
     /// The membership after this change, or nil when it does not apply to `m`.
     package func applied(to m: Membership) -> Membership? {
         switch self {

@@ -10,7 +10,7 @@ struct RaftCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "raft",
         abstract: "Raft consensus node and client.",
-        subcommands: [RaftRun.self, RaftKV.self, RaftLoad.self, RaftBenchCommand.self])
+        subcommands: [RaftRun.self, RaftKV.self, RaftMember.self, RaftLoad.self, RaftBenchCommand.self])
 }
 
 func parsePeers(_ s: String) throws -> [NodeID: String] {
@@ -29,7 +29,9 @@ struct RaftRun: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "run", abstract: "Run a Raft node.")
 
     @Option(help: "This node's id (a key of --peers).") var id: UInt64
-    @Option(help: "All voters: 1=127.0.0.1:7001,2=127.0.0.1:7002,...") var peers: String
+    @Option(help: "Every node's address: 1=127.0.0.1:7001,2=127.0.0.1:7002,...") var peers: String
+    @Option(help: "Voters of a new cluster, comma-separated (default: every node in --peers).") var voters: String?
+    @Flag(help: "Start empty and wait for the leader to add this node (shoal raft member).") var join = false
     @Option(help: "Data directory (WAL, snapshots, keyring).") var data: String
     @Flag(help: "Encrypt the data at rest (on first start).") var encrypt = false
     @Flag(help: "With --encrypt: keep the KEK off disk; prints the unlock key once.") var autolock = false
@@ -40,7 +42,15 @@ struct RaftRun: ParsableCommand {
     func run() throws {
         let peerMap = try parsePeers(peers)
         guard peerMap[id] != nil else { throw ValidationError("--id \(id) is not in --peers") }
-        var o = RaftNodeOptions(id: id, voters: peerMap.keys.sorted(), dataDirectory: data)
+        var initial = peerMap.keys.sorted()
+        if let v = voters {
+            initial = v.split(separator: ",").compactMap { NodeID($0) }
+            guard !initial.isEmpty, initial.allSatisfy({ peerMap[$0] != nil }) else {
+                throw ValidationError("--voters: expected ids from --peers, comma-separated, got '\(v)'")
+            }
+        }
+        var o = RaftNodeOptions(id: id, voters: initial, dataDirectory: data)
+        o.join = join
         o.encrypt = encrypt
         o.autolock = autolock
         o.unlockKey = unlockKey ?? ProcessInfo.processInfo.environment["SHOAL_UNLOCK_KEY"]
@@ -94,11 +104,48 @@ struct RaftKV: ParsableCommand {
         case .unknown:
             print("unknown")
             throw ExitCode(2)
+        case .refused(let why):
+            print("refused: \(why)")
+            throw ExitCode(1)
         case .result(.ok): print("ok")
         case .result(.value(let v)): print(v.map { String(decoding: $0, as: UTF8.self) } ?? "(absent)")
         case .result(.cas(let ok, let cur)):
             print("\(ok ? "swapped" : "failed") \(cur.map { String(decoding: $0, as: UTF8.self) } ?? "(absent)")")
             if !ok { throw ExitCode(1) }
+        }
+    }
+}
+
+struct RaftMember: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "member",
+        abstract: "Membership change on the leader: add-learner ID | promote ID | add-voter ID | remove ID.",
+        discussion: """
+            One change at a time (single-server). Grow the cluster by starting the new node with \
+            `raft run --join`, then `add-learner`, then `promote` once it has caught up (the leader \
+            refuses while its log lags; retry).
+            """)
+
+    @Option(help: "Cluster nodes: 1=127.0.0.1:7001,...") var peers: String
+    @Argument(help: "add-learner, promote, add-voter or remove") var change: String
+    @Argument(help: "The node id.") var node: UInt64
+
+    func run() throws {
+        let changes: [String: ConfChange] = [
+            "add-learner": .addLearner(node), "promote": .promote(node), "add-voter": .addVoter(node),
+            "remove": .remove(node),
+        ]
+        guard let c = changes[change] else {
+            throw ValidationError("unknown change '\(change)': add-learner, promote, add-voter or remove")
+        }
+        switch RaftClient(peers: try parsePeers(peers)).call(RaftClient.confChangePayload(c)) {
+        case .result: print("ok")
+        case .refused(let why):
+            print("refused: \(why)")
+            throw ExitCode(1)
+        case .unknown:
+            print("unknown")
+            throw ExitCode(2)
         }
     }
 }
