@@ -11,12 +11,15 @@ start() {
 }
 kv() { timeout 20 "$SHOAL" raft kv --peers "$PEERS" "$@"; }
 leader_of() {
-    # The node that accepts a read is the leader (ReadIndex runs on the leader).
-    for i in 1 2 3; do
-        if timeout 5 "$SHOAL" raft kv --peers "$i=127.0.0.1:$((BASE + i - 1))" get probe >/dev/null 2>&1; then
-            echo "$i"
-            return
-        fi
+    # The node that applies a put is the leader (followers answer reads too, through ReadIndex;
+    # asked alone, a follower keeps redirecting to a leader the client does not know: timeout).
+    for _ in 1 2 3 4 5; do
+        for i in 1 2 3; do
+            if timeout 2 "$SHOAL" raft kv --peers "$i=127.0.0.1:$((BASE + i - 1))" put probe "$i" >/dev/null 2>&1; then
+                echo "$i"
+                return
+            fi
+        done
     done
     echo 0
 }
