@@ -225,7 +225,9 @@ package final class ESPEngine {
         }
         sa.sequence += 1
         let seq = sa.sequence
-        // Inner UDP header (checksum 0: allowed for UDP over IPv4, and the ICV covers it).
+        // Inner UDP header (checksum 0: the ICV covers it; allowed for UDP over IPv4, and over an
+        // IPv6 underlay this header is inside ESP, never seen by an IPv6 stack: RFC 6935 allows
+        // zero for tunnels anyway).
         buffer.setBE16(plainStart, VXLAN.udpPort)
         buffer.setBE16(plainStart + 2, VXLAN.udpPort)
         buffer.setBE16(plainStart + 4, UInt16(truncatingIfNeeded: plainLength))
@@ -333,9 +335,11 @@ package final class ESPEngine {
 
     /// Every SA of every live epoch in both directions as lines of Wireshark's `esp_sa` UAT
     /// (`~/.config/wireshark/esp_sa`, or `tshark -o "uat:esp_sa:<line>"`), so stock tshark
-    /// decrypts a capture of the underlay. `addresses` maps node ids to underlay IPv4 addresses.
+    /// decrypts a capture of the underlay. `addresses` maps node ids to underlay addresses (IPv4 or
+    /// IPv6; the line's protocol column follows the local one).
     package func exportWiresharkESPSA(addresses: [String: String]) -> String {
         guard let local = addresses[localNode] else { return "" }
+        let family = local.contains(":") ? "IPv6" : "IPv4"
         var lines: [String] = []
         for epoch in keyRing.epochs {
             guard let key = decodeHex(epoch.key) else { continue }
@@ -345,7 +349,7 @@ package final class ESPEngine {
                     let k = SAKeys.derive(
                         epochKey: key, epoch: epoch.id, sender: s, receiver: d, cipher: keyRing.cipher)
                     lines.append(
-                        "\"IPv4\",\"\(src)\",\"\(dst)\",\"0x\(hex32(k.spi))\",\"AES-GCM with 16 octet ICV [RFC4106]\","
+                        "\"\(family)\",\"\(src)\",\"\(dst)\",\"0x\(hex32(k.spi))\",\"AES-GCM with 16 octet ICV [RFC4106]\","
                             + "\"0x\(encodeHex(k.key + k.salt))\",\"NULL\",\"\"")
                 }
             }

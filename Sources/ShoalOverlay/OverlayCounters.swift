@@ -10,13 +10,18 @@ package struct OverlayCounters: Codable, Sendable, Equatable {
     package var udpDatagramsIn: UInt64 = 0
     package var arpReplies: UInt64 = 0
     package var icmpFragmentationNeededSent: UInt64 = 0
+    /// Neighbor advertisements answered from the FDB (the IPv6 counterpart of `arpReplies`).
+    package var ndpAdvertisements: UInt64 = 0
+    package var icmpv6PacketTooBigSent: UInt64 = 0
 
     // Drops, by cause.
     /// A frame to a MAC address the FDB does not place on another node.
     package var dropNoRoute: UInt64 = 0
-    /// A broadcast or multicast frame other than an ARP request we answer (nothing is flooded).
+    /// A broadcast or multicast frame other than an ARP request or neighbor solicitation we
+    /// answer (nothing is flooded).
     package var dropFloodSuppressed: UInt64 = 0
-    /// A frame larger than the network MTU allows (ICMP sent back when the sender set DF).
+    /// A frame larger than the network MTU allows (ICMP sent back when the sender set DF; ICMPv6
+    /// "packet too big" for IPv6).
     package var dropMTU: UInt64 = 0
     /// A datagram too short for VXLAN + Ethernet, with the I flag clear, or truncated.
     package var dropMalformed: UInt64 = 0

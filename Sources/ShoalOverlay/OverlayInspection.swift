@@ -16,6 +16,7 @@ package struct OverlayInspection: Codable, Sendable {
         package var name: String
         package var vni: UInt32
         package var subnet: String
+        package var subnet6: String?
         package var mtu: Int
         package var encrypted: Bool
         package var bridge: String
@@ -26,6 +27,7 @@ package struct OverlayInspection: Codable, Sendable {
     package struct Endpoint: Codable, Sendable {
         package var mac: String
         package var ip: String
+        package var ip6: String?
         package var node: String
         package var underlay: String
         package var local: Bool
@@ -41,10 +43,12 @@ package struct OverlayInspection: Codable, Sendable {
     package var text: String {
         var out = "node \(node)  underlay \(underlay) mtu \(underlayMTU)  vxlan :\(vxlanPort)  esp :\(espPort)\n"
         for n in networks {
-            out += "network \(n.name) vni \(n.vni) \(n.subnet) mtu \(n.mtu) \(n.encrypted ? "encrypted" : "plaintext")"
+            out +=
+                "network \(n.name) vni \(n.vni) \(n.subnet)\(n.subnet6.map { " " + $0 } ?? "") mtu \(n.mtu) \(n.encrypted ? "encrypted" : "plaintext")"
             out += "  bridge \(n.bridge) tap \(n.tap)\n"
             for e in n.fdb {
-                out += "  fdb \(e.mac) \(e.ip) node \(e.node) \(e.local ? "local" : "via \(e.underlay)")\n"
+                out +=
+                    "  fdb \(e.mac) \(e.ip)\(e.ip6.map { " " + $0 } ?? "") node \(e.node) \(e.local ? "local" : "via \(e.underlay)")\n"
             }
         }
         for p in peers {
@@ -65,7 +69,8 @@ package struct OverlayInspection: Codable, Sendable {
         }
         let c = counters
         out += "counters: tapIn=\(c.tapFramesIn) tapOut=\(c.tapFramesOut) udpOut=\(c.udpDatagramsOut)"
-        out += " udpIn=\(c.udpDatagramsIn) arpReplies=\(c.arpReplies) icmpFragNeeded=\(c.icmpFragmentationNeededSent)\n"
+        out += " udpIn=\(c.udpDatagramsIn) arpReplies=\(c.arpReplies) icmpFragNeeded=\(c.icmpFragmentationNeededSent)"
+        out += " ndpAdvertisements=\(c.ndpAdvertisements) icmp6PacketTooBig=\(c.icmpv6PacketTooBigSent)\n"
         out += "drops: noRoute=\(c.dropNoRoute) floodSuppressed=\(c.dropFloodSuppressed) mtu=\(c.dropMTU)"
         out += " malformed=\(c.dropMalformed) unknownVNI=\(c.dropUnknownVNI)"
         out += " wrongEncapsulation=\(c.dropWrongEncapsulation) noTxSA=\(c.dropNoTxSA) esp=\(c.dropESP)"

@@ -160,11 +160,13 @@ package final class OverlayNode {
         }
         let nets = plan.networks.map { n in
             OverlayInspection.Network(
-                name: n.name, vni: n.vni, subnet: "\(n.subnet)", mtu: n.mtu, encrypted: n.encrypted,
+                name: n.name, vni: n.vni, subnet: "\(n.subnet)", subnet6: n.subnet6.map { "\($0)" }, mtu: n.mtu,
+                encrypted: n.encrypted,
                 bridge: n.bridgeName, tap: n.tapName,
                 fdb: n.fdb.map {
                     .init(
-                        mac: "\($0.mac)", ip: "\(IPAddress.v4($0.ip))", node: $0.node, underlay: "\($0.underlay)",
+                        mac: "\($0.mac)", ip: "\(IPAddress.v4($0.ip))", ip6: $0.ip6.map { "\($0)" }, node: $0.node,
+                        underlay: "\($0.underlay)",
                         local: $0.node == plan.node)
                 })
         }

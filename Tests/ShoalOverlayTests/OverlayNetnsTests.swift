@@ -17,13 +17,8 @@ struct OverlayNetnsTests {
     @Test func plaintextTasksExchangeTCPAndUDP() throws {
         let o = try OverlayLab(tag: "ovplain")
         defer { o.close() }
-        try o.startNode(1)
-        try o.startNode(2)
-        try o.attach(1)
-        try o.attach(2)
-        #expect(
-            try o.inTask(1, ["cat", "/sys/class/net/eth0/mtu"]).trimmingCharacters(in: .whitespacesAndNewlines)
-                == "1450")
+        try o.startPair()
+        #expect(try o.taskMTU(1) == "1450")
         #expect(try o.inTask(1, ["ping", "-c", "2", "-W", "2", o.overlayIP(2)]).contains("2 received"))
         let tcp = try o.iperf(client: 1, server: 2)
         #expect(tcp.number("sum_received", "bytes") > 1_000_000)
@@ -56,6 +51,44 @@ struct OverlayNetnsTests {
         #expect(logs[0].contains("stopped"), "\(logs[0])")
         let links = try o.lab.run(1, ["ip", "-o", "link"])
         #expect(!links.contains("shbr100") && !links.contains("shtap100"), "\(links)")
+    }
+
+    /// IPv6 tasks (2001:2:0:19::/64): neighbor solicitations answered by the VTEP from the FDB
+    /// (RFC 4861; nothing flooded), ping and TCP both ways, and RFC 4443 "packet too big" for a
+    /// packet larger than the network MTU, which the sender's route cache learns (RFC 8201).
+    @Test func ipv6TasksGetNeighborAdvertisementsAndPacketTooBig() throws {
+        let o = try OverlayLab(tag: "ovipv6")
+        defer { o.close() }
+        try o.startPair()
+        #expect(try o.inTask(1, ["ping", "-6", "-c", "2", "-W", "2", o.overlayIP6(2)]).contains("2 received"))
+        #expect(try o.inTask(2, ["ping", "-6", "-c", "2", "-W", "2", o.overlayIP6(1)]).contains("2 received"))
+        #expect(try o.inTask(1, ["ip", "-6", "neigh", "show", o.overlayIP6(2)]).contains(o.mac(2)))
+        let tcp = try o.iperf(client: 1, server: 2, ipv6: true)
+        #expect(tcp.number("sum_received", "bytes") > 1_000_000)
+        let tcpBack = try o.iperf(client: 1, server: 2, reverse: true, ipv6: true)
+        #expect(tcpBack.number("sum_received", "bytes") > 1_000_000)
+        for i in 1...2 {
+            let c = try o.inspect(i)
+            #expect(c.number("counters", "ndpAdvertisements") >= 1, "node \(i)")
+            #expect(c.number("counters", "dropNoRoute") == 0)
+        }
+
+        // The task, its veth and the TAP at 1600, the network at 1450: a 1548-byte packet.
+        for (ns, dev) in [(o.lab.host(1), "shtap100"), (o.lab.host(1), "shvc6130001"), (o.task(1), "eth0")] {
+            try NetnsLab.shell(["ip", "-n", ns, "link", "set", dev, "mtu", "1600"])
+        }
+        let ping: String
+        do {
+            ping = try o.inTask(1, ["ping", "-6", "-M", "do", "-s", "1500", "-c", "2", "-W", "1", o.overlayIP6(2)])
+        } catch {
+            ping = "\(error)"  // no reply: ping exits 1, its output is in the error
+        }
+        #expect(ping.contains("Packet too big") || ping.contains("mtu=1450") || ping.contains("mtu: 1450"), "\(ping)")
+        let route = try o.inTask(1, ["ip", "-6", "route", "get", o.overlayIP6(2)])
+        #expect(route.contains("mtu 1450"), "route cache after ICMPv6: \(route)")
+        let c = try o.inspect(1)
+        #expect(c.number("counters", "icmpv6PacketTooBigSent") >= 1)
+        #expect(c.number("counters", "dropMTU") >= 1)
     }
 
     /// Interoperability with the Linux kernel's VXLAN device (RFC 7348 on the wire): Shoal on
