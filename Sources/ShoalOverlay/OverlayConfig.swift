@@ -3,6 +3,7 @@
 //   node: n1
 //   underlay: { address: 198.18.0.1, mtu: 1500, vxlanPort: 4789, espPort: 4500, busyPollMicroseconds: 50 }
 //   control: /run/shoal/overlay-n1.sock          # optional
+//   queues: 2                                    # optional, default 1: VTEP threads (TAP queues)
 //   networks:
 //     - { name: blue, vni: 100, subnet: 198.19.0.0/24, subnet6: "2001:2:0:19::/64", encrypted: false,
 //         fdb: [ { mac: "02:00:c6:13:00:01", ip: 198.19.0.1, ip6: "2001:2:0:19::1", node: n1,
@@ -25,6 +26,9 @@ package struct OverlayConfig: Codable, Sendable {
     package var node: String
     package var underlay: Underlay
     package var control: String?
+    /// VTEP threads, each with its own queue of every TAP (IFF_MULTI_QUEUE) and its own
+    /// SO_REUSEPORT underlay sockets. Default 1.
+    package var queues: Int?
     package var networks: [Network]
     package var keyRing: KeyRing?
 
@@ -101,6 +105,9 @@ package struct OverlayPlan: Sendable {
     /// from paying a thread wake-up per hop (bench/overlay/RESULTS.md), at the price of up to
     /// 50 µs of CPU after each burst.
     package static let defaultBusyPollMicroseconds = 50
+    /// At most this many VTEP threads (the kernel allows 256 TAP queues; more threads than
+    /// CPUs only adds contention).
+    package static let maxQueues = ESPEngine.senderQueues
 
     package var node: String
     package var underlayAddress: IPAddress
@@ -109,6 +116,8 @@ package struct OverlayPlan: Sendable {
     package var espPort: UInt16
     package var control: String?
     package var busyPollMicroseconds: Int
+    /// VTEP threads (1: the calling thread only).
+    package var queues: Int
     package var networks: [NetworkPlan]
     /// Remote nodes, sorted by id: index = peer index in the data path (and in the ESP engine).
     package var peers: [Peer]
@@ -244,6 +253,10 @@ extension OverlayConfig {
         guard (0...10_000).contains(spin) else {
             throw ConfigError(field: "underlay.busyPollMicroseconds", "expected 0...10000")
         }
+        let queueCount = queues ?? 1
+        guard (1...OverlayPlan.maxQueues).contains(queueCount) else {
+            throw ConfigError(field: "queues", "expected 1...\(OverlayPlan.maxQueues) (VTEP threads)")
+        }
         guard !networks.isEmpty else { throw ConfigError(field: "networks", "at least one network is needed") }
         var peers: [String: IPAddress] = [:]
         var plans: [NetworkPlan] = []
@@ -332,7 +345,8 @@ extension OverlayConfig {
         }
         return OverlayPlan(
             node: node, underlayAddress: under, underlayMTU: umtu, vxlanPort: UInt16(vport),
-            espPort: UInt16(eport), control: control, busyPollMicroseconds: spin, networks: plans,
+            espPort: UInt16(eport), control: control, busyPollMicroseconds: spin, queues: queueCount,
+            networks: plans,
             peers: peers.keys.sorted().map { OverlayPlan.Peer(node: $0, underlay: peers[$0]!) }, keyRing: keyRing)
     }
 }

@@ -43,6 +43,23 @@ package struct OverlayCounters: Codable, Sendable, Equatable {
     package init() {}
 }
 
+extension OverlayCounters {
+    /// Every counter but `lastSendErrno`, for sums over queues.
+    static var all: [WritableKeyPath<OverlayCounters, UInt64>] {
+        [
+            \.tapFramesIn, \.tapFramesOut, \.udpDatagramsOut, \.udpDatagramsIn, \.arpReplies,
+            \.icmpFragmentationNeededSent, \.ndpAdvertisements, \.icmpv6PacketTooBigSent, \.dropNoRoute,
+            \.dropFloodSuppressed, \.dropMTU, \.dropMalformed, \.dropUnknownVNI, \.dropWrongEncapsulation,
+            \.dropNoTxSA, \.dropESP, \.dropSendFailed, \.dropTapWriteFailed,
+        ]
+    }
+
+    mutating func add(_ other: OverlayCounters) {
+        for k in Self.all { self[keyPath: k] += other[keyPath: k] }
+        if other.lastSendErrno != 0 { lastSendErrno = other.lastSendErrno }
+    }
+}
+
 /// Per-peer traffic, indexed like `OverlayPlan.peers`.
 package struct PeerCounters: Codable, Sendable, Equatable {
     package var txPackets: UInt64 = 0
@@ -50,4 +67,11 @@ package struct PeerCounters: Codable, Sendable, Equatable {
     package var rxPackets: UInt64 = 0
     package var rxBytes: UInt64 = 0
     package init() {}
+
+    mutating func add(_ o: PeerCounters) {
+        txPackets += o.txPackets
+        txBytes += o.txBytes
+        rxPackets += o.rxPackets
+        rxBytes += o.rxBytes
+    }
 }

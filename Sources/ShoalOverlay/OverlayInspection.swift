@@ -11,6 +11,16 @@ package struct OverlayInspection: Codable, Sendable {
     package var peers: [Peer]
     package var counters: OverlayCounters
     package var esp: ESPReport?
+    /// Per VTEP queue thread, when there are several.
+    package var queues: [Queue]? = nil
+
+    package struct Queue: Codable, Sendable {
+        package var queue: Int
+        package var tapFramesIn: UInt64
+        package var tapFramesOut: UInt64
+        package var udpDatagramsIn: UInt64
+        package var udpDatagramsOut: UInt64
+    }
 
     package struct Network: Codable, Sendable {
         package var name: String
@@ -61,11 +71,15 @@ package struct OverlayInspection: Codable, Sendable {
                 "esp sealed \(esp.sealedPackets) opened \(esp.openedPackets)  cipher \(esp.cipher)  epochs \(esp.epochs.map { "\($0.id):\($0.state)" }.joined(separator: " "))\n"
             for sa in esp.sas {
                 out +=
-                    "  sa spi 0x\(String(sa.spi, radix: 16)) epoch \(sa.epoch) \(sa.direction) peer \(sa.peer) seq \(sa.sequence)\n"
+                    "  sa spi 0x\(String(sa.spi, radix: 16)) epoch \(sa.epoch) \(sa.direction) peer \(sa.peer) queue \(sa.queue) seq \(sa.sequence)\n"
             }
             out += "  esp drops:"
             for (k, v) in esp.drops.sorted(by: { $0.key < $1.key }) { out += " \(k)=\(v)" }
             out += "\n"
+        }
+        for q in queues ?? [] {
+            out += "queue \(q.queue): tapIn=\(q.tapFramesIn) tapOut=\(q.tapFramesOut) udpIn=\(q.udpDatagramsIn)"
+            out += " udpOut=\(q.udpDatagramsOut)\n"
         }
         let c = counters
         out += "counters: tapIn=\(c.tapFramesIn) tapOut=\(c.tapFramesOut) udpOut=\(c.udpDatagramsOut)"
@@ -98,6 +112,7 @@ package struct ESPReport: Codable, Sendable {
         package var epoch: UInt32
         package var direction: String
         package var peer: String
+        package var queue: Int
         package var sequence: UInt64
     }
 

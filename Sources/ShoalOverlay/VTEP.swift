@@ -88,7 +88,9 @@ package final class VTEP {
     /// Receive-side TCP coalescing, one per network.
     private let coalescers: [TCPCoalescer]
 
-    /// `tapFDs[i]` is network i's TAP (owned by the caller); sockets are bound here.
+    /// `tapFDs[i]` is network i's TAP (owned by the caller); sockets are bound here. With
+    /// `plan.queues > 1` this VTEP is one queue's: its sockets join the SO_REUSEPORT groups of
+    /// the underlay ports (bind them in queue order: the order is the steering index).
     package init(plan: OverlayPlan, tapFDs: [CInt], sealer: (any OverlaySealer)?) throws(SystemError) {
         self.plan = plan
         self.sealer = sealer
@@ -121,16 +123,23 @@ package final class VTEP {
             peerESP.append(UDPDestination(SocketAddress(ip: p.underlay, port: plan.espPort)))
         }
         peerCounters = Array(repeating: PeerCounters(), count: plan.peers.count)
+        let shared = plan.queues > 1
         vxlan = try BatchUDP(
-            bind: SocketAddress(ip: plan.underlayAddress, port: plan.vxlanPort), capacity: Self.batchPackets)
+            bind: SocketAddress(ip: plan.underlayAddress, port: plan.vxlanPort), capacity: Self.batchPackets,
+            reusePort: shared)
         if plan.networks.contains(where: { $0.encrypted }) {
             esp = try BatchUDP(
-                bind: SocketAddress(ip: plan.underlayAddress, port: plan.espPort), capacity: Self.batchPackets)
+                bind: SocketAddress(ip: plan.underlayAddress, port: plan.espPort), capacity: Self.batchPackets,
+                reusePort: shared)
         } else {
             esp = nil
         }
         try vxlan.enableGRO()
         try esp?.enableGRO()
+        if shared {
+            try vxlan.steerByCPU(queues: plan.queues)
+            try esp?.steerByCPU(queues: plan.queues)
+        }
         coalescers = plan.networks.map { _ in TCPCoalescer() }
         readBuffer = .allocate(byteCount: Self.slotBytes, alignment: 64)
         sendArena = .allocate(byteCount: Self.slotBytes * Self.batchPackets, alignment: 64)

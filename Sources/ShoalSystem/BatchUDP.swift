@@ -25,9 +25,12 @@ package final class BatchUDP {
     package private(set) var groEnabled = false
 
     /// A UDP socket bound to `address`, with `capacity` message slots and socket buffers of
-    /// `bufferBytes` each way.
-    package init(bind address: SocketAddress, capacity: Int, bufferBytes: Int = 4 << 20) throws(SystemError) {
-        let fd = try Socket.bindUDP(address)
+    /// `bufferBytes` each way. `reusePort`: one of a group of sockets on the same address (one
+    /// per VTEP queue thread), see `steerByCPU`.
+    package init(
+        bind address: SocketAddress, capacity: Int, bufferBytes: Int = 4 << 20, reusePort: Bool = false
+    ) throws(SystemError) {
+        let fd = try Socket.bindUDP(address, reusePort: reusePort)
         let flags = fcntl(fd.rawValue, F_GETFL)
         _ = try syscallOrThrow("fcntl(F_SETFL, blocking)", "\(address)") {
             fcntl(fd.rawValue, F_SETFL, flags & ~O_NONBLOCK)
@@ -56,6 +59,15 @@ package final class BatchUDP {
         iovs.deallocate()
         addrs.deallocate()
         control.deallocate()
+    }
+
+    /// Steers the datagrams of this socket's SO_REUSEPORT group to the socket whose bind order
+    /// equals the receiving CPU mod `queues` (a classic BPF program), so a thread pinned to CPU
+    /// q receives what arrived on CPU q.
+    package func steerByCPU(queues: Int) throws(SystemError) {
+        _ = try syscallOrThrow("setsockopt(SO_ATTACH_REUSEPORT_CBPF)") {
+            shoal_reuseport_steer_by_cpu(fd.rawValue, UInt32(queues))
+        }
     }
 
     /// UDP_GRO: the kernel may coalesce datagrams of one flow into one receive, with equal-size

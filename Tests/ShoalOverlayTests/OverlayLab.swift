@@ -49,13 +49,13 @@ final class OverlayLab {
 
     /// Writes node i's config: one network, VNI 100, 198.19.0.0/24 and 2001:2:0:19::/64, both
     /// tasks in the FDB.
-    func writeConfig(_ i: Int, encrypted: Bool = false) throws {
+    func writeConfig(_ i: Int, encrypted: Bool = false, queues: Int = 1) throws {
         let fdb = (1...2).map {
             "{\"mac\":\"\(mac($0))\",\"ip\":\"\(overlayIP($0))\",\"ip6\":\"\(overlayIP6($0))\","
                 + "\"node\":\"n\($0)\",\"underlay\":\"\(underlay($0))\"}"
         }.joined(separator: ",")
         var text = """
-            {"node":"n\(i)","underlay":{"address":"\(underlay(i))","mtu":1500},"control":"\(control(i))",
+            {"node":"n\(i)","underlay":{"address":"\(underlay(i))","mtu":1500},"control":"\(control(i))","queues":\(queues),
              "networks":[{"name":"blue","vni":100,"subnet":"198.19.0.0/24","subnet6":"2001:2:0:19::/64",
               "encrypted":\(encrypted),"fdb":[\(fdb)]}]
             """
@@ -68,8 +68,8 @@ final class OverlayLab {
     }
 
     /// Starts `shoal overlay run` in host i and waits for its control socket.
-    func startNode(_ i: Int, encrypted: Bool = false) throws {
-        try writeConfig(i, encrypted: encrypted)
+    func startNode(_ i: Int, encrypted: Bool = false, queues: Int = 1) throws {
+        try writeConfig(i, encrypted: encrypted, queues: queues)
         let log = dir.appendingPathComponent("n\(i).log")
         daemons.append(try lab.spawn(i, [Self.shoal, "overlay", "run", "--config", config(i)], output: log))
         for _ in 0..<100 {
@@ -81,8 +81,8 @@ final class OverlayLab {
     }
 
     /// Starts both nodes and attaches a task to each: the usual two-task set-up.
-    func startPair(encrypted: Bool = false) throws {
-        for i in 1...2 { try startNode(i, encrypted: encrypted) }
+    func startPair(encrypted: Bool = false, queues: Int = 1) throws {
+        for i in 1...2 { try startNode(i, encrypted: encrypted, queues: queues) }
         for i in 1...2 { try attach(i) }
     }
 
