@@ -24,7 +24,7 @@ bash scripts/netns-lab.sh up "$LAB" 2
 for i in 1 2; do
   ip netns add "$LAB-t$i"
   cat > "$DIR/n$i.json" <<JSON
-{"node":"n$i","underlay":{"address":"198.18.0.$i"},"control":"$DIR/n$i.sock",
+{"node":"n$i","underlay":{"address":"198.18.0.$i"},"control":"$DIR/n$i.sock","queues":${SHOAL_QUEUES:-1},
  "networks":[{"vni":100,"subnet":"198.19.0.0/24","encrypted":true,"fdb":[
    {"mac":"02:00:c6:13:00:01","ip":"198.19.0.1","node":"n1","underlay":"198.18.0.1"},
    {"mac":"02:00:c6:13:00:02","ip":"198.19.0.2","node":"n2","underlay":"198.18.0.2"}]}],
