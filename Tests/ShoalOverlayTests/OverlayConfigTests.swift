@@ -96,6 +96,13 @@ private func expectRefused(_ text: String, field: String, sourceLocation: Source
         for r in refused { expectRefused(r.base.replacingOccurrences(of: r.from, with: r.to), field: r.field) }
     }
 
+    /// `queues`: VTEP threads, 1 by default, at most one per sender queue a receiver accepts.
+    @Test func queuesAreBounded() throws {
+        #expect(try plan(goodYAML).queues == 1)
+        #expect(try plan("queues: 4\n" + goodYAML).queues == 4)
+        for bad in ["0", "17", "two"] { expectRefused("queues: \(bad)\n" + goodYAML, field: "queues") }
+    }
+
     @Test func malformedConfigsNameTheField() {
         expectRefused(goodYAML.replacingOccurrences(of: "vni: 100", with: "vni: 16777216"), field: "networks[0].vni")
         expectRefused(goodYAML.replacingOccurrences(of: "vni: 200", with: "vni: 100"), field: "networks[1].vni")
