@@ -83,7 +83,7 @@ package final class Reactor: @unchecked Sendable {
         nowMs = shoal_now_ms()
         conns = ConnSlots(capacity: slots)
         wheel = TimerWheel(capacity: slots, nowMs: nowMs)
-        pipes = PipePool(capacity: 4_096, prefill: 64)
+        pipes = PipePool(capacity: 4_096, prefill: 16)
         udp = UDPRelay(capacity: 1_024, nowMs: nowMs)
         events = shoal_epoll_events(CInt(Self.maxEvents))
         scratch = .allocate(byteCount: Self.scratchSize, alignment: 64)

@@ -50,6 +50,36 @@ func meshYAML(
         #expect(Kit.counter(mesh, port, .bytesIn) == 24)
     }
 
+    @Test func twoReactorsShareThePortAndBothTakeTheNewTable() throws {
+        let a = try Backend(name: "A")
+        let b = try Backend(name: "B")
+        defer {
+            a.stop()
+            b.stop()
+        }
+        let port = Kit.freePort()
+        let yaml = meshYAML(port: port, endpoints: [a.port]).replacingOccurrences(
+            of: "reactors: 1", with: "reactors: 2")
+        let mesh = try Kit.mesh(yaml)
+        defer { mesh.shutdown(drainMs: 0) }
+        #expect(mesh.reactors.count == 2)
+        for _ in 0..<40 {
+            let fd = try #require(Kit.connect(port))
+            #expect(Kit.read(fd, count: 2) == Array("A\n".utf8))
+            close(fd)
+        }
+        let revision2 = meshYAML(port: port, endpoints: [b.port], revision: 2)
+            .replacingOccurrences(of: "reactors: 1", with: "reactors: 2")
+        try mesh.apply(Kit.spec(revision2))
+        #expect(mesh.reactors.allSatisfy { $0.servedRevision == 2 })
+        for _ in 0..<40 {
+            let fd = try #require(Kit.connect(port))
+            #expect(Kit.read(fd, count: 2) == Array("B\n".utf8))
+            close(fd)
+        }
+        #expect(Kit.counter(mesh, port, .accepted) == 80)
+    }
+
     @Test func bulkTransferIsExactAndHalfCloseIsPassedOn() throws {
         let backend = try Backend(name: "R", behaviour: .replyAfterEOF, greet: false)
         defer { backend.stop() }
