@@ -67,6 +67,11 @@ package final class Mesh: Sendable {
                     ? try Socket.listenTCP(address, backlog: 65_535, reusePort: true)
                     : try Socket.bindUDP(address, reusePort: true)
                 if p.proto == .tcp { tuneListener(fd.rawValue, p) }
+                // A wildcard UDP listener learns each datagram's destination, so replies leave
+                // from the address the client used (a node has several).
+                if p.proto == .udp && spec.listen.isUnspecified {
+                    _ = shoal_enable_pktinfo(fd.rawValue, address.family)
+                }
                 out[p.key] = fd.release()
             } catch {
                 for fd in out.values { Glibc.close(fd) }
