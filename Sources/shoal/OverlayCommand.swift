@@ -133,13 +133,7 @@ struct OverlayInspect: ParsableCommand {
     func run() throws {
         let r = try control.send(ControlRequest(op: "inspect"))
         guard let i = r.inspection else { throw ValidationError("no inspection in the reply") }
-        if json {
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try enc.encode(i), as: UTF8.self))
-        } else {
-            print(i.text, terminator: "")
-        }
+        try printInspection(i, text: i.text, json: json)
     }
 }
 
@@ -184,6 +178,17 @@ struct OverlayExportSA: ParsableCommand {
 }
 
 /// Prints a line unbuffered (the daemon's output goes to logs and pipes).
+/// Prints an inspection as sorted, pretty JSON or as its text form.
+func printInspection(_ value: some Encodable, text: String, json: Bool) throws {
+    if json {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        print(String(decoding: try enc.encode(value), as: UTF8.self))
+    } else {
+        print(text, terminator: "")
+    }
+}
+
 func say(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }

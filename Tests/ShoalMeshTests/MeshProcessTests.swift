@@ -70,12 +70,8 @@ final class MeshProcess {
 
 @Suite(.serialized) struct MeshProcessTests {
     @Test func sighupReloadsApplyAndInspectWorkAndSigtermDrainsAndExits() throws {
-        let a = try Backend(name: "A")
-        let b = try Backend(name: "B")
-        defer {
-            a.stop()
-            b.stop()
-        }
+        let (a, b) = try Backend.pair()
+        defer { Backend.stop(a, b) }
         let port = Kit.freePort()
         let mesh = try MeshProcess(meshYAML(port: port, endpoints: [a.port]))
         defer { mesh.stop() }

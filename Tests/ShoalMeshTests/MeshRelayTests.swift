@@ -26,12 +26,8 @@ func meshYAML(
 
 @Suite(.serialized) struct MeshRelayTests {
     @Test func roundRobinAcrossTasksWithEcho() throws {
-        let a = try Backend(name: "A")
-        let b = try Backend(name: "B")
-        defer {
-            a.stop()
-            b.stop()
-        }
+        let (a, b) = try Backend.pair()
+        defer { Backend.stop(a, b) }
         let port = Kit.freePort()
         let mesh = try Kit.mesh(meshYAML(port: port, endpoints: [a.port, b.port]))
         defer { mesh.shutdown(drainMs: 0) }
@@ -51,12 +47,8 @@ func meshYAML(
     }
 
     @Test func twoReactorsShareThePortAndBothTakeTheNewTable() throws {
-        let a = try Backend(name: "A")
-        let b = try Backend(name: "B")
-        defer {
-            a.stop()
-            b.stop()
-        }
+        let (a, b) = try Backend.pair()
+        defer { Backend.stop(a, b) }
         let port = Kit.freePort()
         let yaml = meshYAML(port: port, endpoints: [a.port]).replacingOccurrences(
             of: "reactors: 1", with: "reactors: 2")
@@ -151,12 +143,8 @@ func meshYAML(
     }
 
     @Test func applySwapsTablesWithoutDroppingConnections() throws {
-        let a = try Backend(name: "A")
-        let b = try Backend(name: "B")
-        defer {
-            a.stop()
-            b.stop()
-        }
+        let (a, b) = try Backend.pair()
+        defer { Backend.stop(a, b) }
         let port = Kit.freePort()
         let port2 = Kit.freePort()
         let mesh = try Kit.mesh(meshYAML(port: port, endpoints: [a.port]))
@@ -186,12 +174,8 @@ func meshYAML(
     }
 
     @Test func drainTimeoutEndsConnectionsOfATaskThatLeft() throws {
-        let a = try Backend(name: "A")
-        let b = try Backend(name: "B")
-        defer {
-            a.stop()
-            b.stop()
-        }
+        let (a, b) = try Backend.pair()
+        defer { Backend.stop(a, b) }
         let port = Kit.freePort()
         let mesh = try Kit.mesh(meshYAML(port: port, endpoints: [a.port], options: "drainTimeoutMs: 300"))
         defer { mesh.shutdown(drainMs: 0) }

@@ -89,12 +89,8 @@ func udpExchange(_ fd: CInt, _ text: String) -> String? {
     }
 
     @Test func flowsStickRepliesComeFromThePublishedPortAndMoveWhenTheTaskLeaves() throws {
-        let a = try UDPBackend(name: "A")
-        let b = try UDPBackend(name: "B")
-        defer {
-            a.stop()
-            b.stop()
-        }
+        let (a, b) = (try UDPBackend(name: "A"), try UDPBackend(name: "B"))
+        defer { [a, b].forEach { $0.stop() } }
         let port = Kit.freePort(udp: true)
         let mesh = try Kit.mesh(yaml(port, [a.port, b.port]))
         defer { mesh.shutdown(drainMs: 0) }
