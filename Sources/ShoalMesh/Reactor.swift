@@ -74,6 +74,8 @@ package final class Reactor: @unchecked Sendable {
     var stopDeadlineMs: UInt64 = 0
     /// A spare descriptor closed to accept-and-refuse when the process runs out of them.
     var reserveFd: CInt
+    /// Descriptors ran out with connections still queued: accept again on the next tick.
+    var acceptRetry = false
 
     init(id: Int, table: MeshTable, listeners opened: [PortKey: CInt], slots: Int = 1_024) throws(SystemError) {
         self.id = id
@@ -133,7 +135,7 @@ package final class Reactor: @unchecked Sendable {
         acknowledged.store(table.revision, ordering: .releasing)
         while true {
             let timeout: CInt =
-                wheel.count > 0 || udp.flowCount > 0 || stopping
+                wheel.count > 0 || udp.flowCount > 0 || stopping || acceptRetry
                 ? CInt(wheel.msToNextTick(nowMs: shoal_now_ms())) : 1_000
             let n = shoal_epoll_wait(epoll, events, CInt(Self.maxEvents), timeout)
             nowMs = shoal_now_ms()
@@ -144,6 +146,7 @@ package final class Reactor: @unchecked Sendable {
                 }
             }
             expireTimers()
+            if acceptRetry { retryAccepts() }
             if stopping && (conns.live == 0 || nowMs >= stopDeadlineMs) { break }
         }
         finish()

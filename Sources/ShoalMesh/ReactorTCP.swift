@@ -43,7 +43,12 @@ extension Reactor {
                 if e == EAGAIN { return }
                 if e == EINTR || e == ECONNABORTED || e == EPROTO { continue }
                 if e == EMFILE || e == ENFILE {
-                    refuseWithReserve(listeners[li].fd, port)
+                    // Without a spare to free, stop here and retry on the next tick (accepting
+                    // in a loop would spin while the descriptors that would free up wait).
+                    guard refuseWithReserve(listeners[li].fd, port) else {
+                        acceptRetry = true
+                        return
+                    }
                     continue
                 }
                 return
@@ -94,20 +99,31 @@ extension Reactor {
     }
 
     /// Out of descriptors: free the spare, accept and reset the connection, take the spare back.
-    private func refuseWithReserve(_ listenFd: CInt, _ port: PortTable) {
-        port.runtime.count(.accepted)
-        if reserveFd >= 0 {
-            Glibc.close(reserveFd)
-            reserveFd = -1
+    /// True when a pending connection was taken off the backlog and reset.
+    private func refuseWithReserve(_ listenFd: CInt, _ port: PortTable) -> Bool {
+        guard reserveFd >= 0 else {
+            port.runtime.logOnce(.refusedFdExhausted)
+            return false
         }
+        Glibc.close(reserveFd)
+        reserveFd = -1
         let fd = shoal_accept4(listenFd, nil, nil)
         if fd >= 0 {
+            port.runtime.count(.accepted)
             refuse(fd, port, .refusedFdExhausted)
-        } else {
-            port.runtime.count(.refusedFdExhausted)
-            port.runtime.logOnce(.refusedFdExhausted)
         }
         reserveFd = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        return fd >= 0
+    }
+
+    /// Accepts again on every TCP listener after descriptors ran out (called each tick while
+    /// `acceptRetry` is set); takes the spare back first.
+    func retryAccepts() {
+        acceptRetry = false
+        if reserveFd < 0 { reserveFd = open("/dev/null", O_RDONLY | O_CLOEXEC) }
+        for i in listeners.indices where listeners[i].fd >= 0 && listeners[i].port.spec.proto == .tcp {
+            acceptAll(listener: i)
+        }
     }
 
     // MARK: PROXY header from a load balancer
