@@ -32,6 +32,8 @@ done
 swift_bin=$(dirname "$(readlink -f "$(command -v swift)")")
 fuzzer_lib=$(ls "$swift_bin"/../lib/clang/*/lib/linux/libclang_rt.fuzzer_no_main-x86_64.a | head -1)
 for t in "${targets[@]}"; do
+  # A failed build must not leave an older binary to fuzz.
+  rm -f "$(swift build --scratch-path .build-fuzz --show-bin-path)/fuzz-$t"
   swift build --product "fuzz-$t" --scratch-path .build-fuzz -c debug \
     -Xswiftc -sanitize=address -Xswiftc -sanitize-coverage=edge,trace-cmp,pc-table,inline-8bit-counters \
     -Xswiftc -DSHOAL_FUZZ -Xlinker "$fuzzer_lib" -Xlinker -lstdc++ 2>&1 \

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # netns-lab.sh: namespace hosts joined by veth, for tests, benchmarks and the demo.
 #
-#   netns-lab.sh up LAB N [MTU]   create hosts LAB-h1..LAB-hN; underlay 198.18.0.i/24 on eth0.
+#   netns-lab.sh up LAB N [MTU]   create hosts LAB-h1..LAB-hN; underlay 198.18.0.i/24 and
+#                                 2001:2::i/64 (RFC 5180 benchmarking range) on eth0.
 #                                 N=2: one veth pair between h1 and h2 (the anchors' topology);
 #                                 N>2: each host's eth0 plugged into a bridge in LAB-sw.
 #   netns-lab.sh down LAB         kill the processes inside LAB's namespaces, delete them.
@@ -9,7 +10,7 @@
 #                                 crashed test run of ours).
 #
 # Only namespaces named LAB-h<i>, LAB-t<i> (task namespaces that tests add) and LAB-sw are ever
-# touched; links live inside them and die with them. Addresses: 198.18.0.0/16 only.
+# touched; links live inside them and die with them. Addresses: 198.18.0.0/16 and 2001:2::/48 only.
 set -euo pipefail
 
 up() {
@@ -32,6 +33,7 @@ up() {
   fi
   for i in $(seq 1 "$n"); do
     ip -n "$lab-h$i" addr add "198.18.0.$i/24" dev eth0
+    ip -n "$lab-h$i" addr add "2001:2::$i/64" dev eth0 nodad
     ip -n "$lab-h$i" link set eth0 up
   done
 }

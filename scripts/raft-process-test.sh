@@ -3,30 +3,23 @@
 # kill -9 of the leader mid-load, restart; checks that no acknowledged write is lost and that a
 # new leader answers within the timeout. Usage: scripts/raft-process-test.sh [path/to/shoal]
 set -euo pipefail
-cd "$(dirname "$0")/.."
-SHOAL=${1:-.build/debug/shoal}
-BASE=${SHOAL_RAFT_PORT_BASE:-$((20000 + RANDOM % 20000))}
+RAFT_SCRIPT_TAG=proc source "$(dirname "$0")/raft-procs.sh" "$@"
 PEERS="1=127.0.0.1:$BASE,2=127.0.0.1:$((BASE + 1)),3=127.0.0.1:$((BASE + 2))"
-DIR=$(mktemp -d /tmp/shoal-raft-proc.XXXXXX)
-declare -A PIDS
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$DIR"
-}
-trap cleanup EXIT
 start() {
     "$SHOAL" raft run --id "$1" --peers "$PEERS" --data "$DIR/n$1" --encrypt --tick-ms 20 >>"$DIR/log$1" 2>&1 &
     PIDS[$1]=$!
 }
 kv() { timeout 20 "$SHOAL" raft kv --peers "$PEERS" "$@"; }
 leader_of() {
-    # The node that accepts a read is the leader (ReadIndex runs on the leader).
-    for i in 1 2 3; do
-        if timeout 5 "$SHOAL" raft kv --peers "$i=127.0.0.1:$((BASE + i - 1))" get probe >/dev/null 2>&1; then
-            echo "$i"
-            return
-        fi
+    # The node that applies a put is the leader (followers answer reads too, through ReadIndex;
+    # asked alone, a follower keeps redirecting to a leader the client does not know: timeout).
+    for _ in 1 2 3 4 5; do
+        for i in 1 2 3; do
+            if timeout 2 "$SHOAL" raft kv --peers "$i=127.0.0.1:$((BASE + i - 1))" put probe "$i" >/dev/null 2>&1; then
+                echo "$i"
+                return
+            fi
+        done
     done
     echo 0
 }

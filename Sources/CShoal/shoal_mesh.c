@@ -87,3 +87,57 @@ long shoal_raise_nofile(void) {
     }
     return (long)rl.rlim_cur;
 }
+
+size_t shoal_pktinfo_space(void) {
+    size_t a = CMSG_SPACE(sizeof(struct in_pktinfo));
+    size_t b = CMSG_SPACE(sizeof(struct in6_pktinfo));
+    return a > b ? a : b;
+}
+
+int shoal_enable_pktinfo(int fd, int family) {
+    int one = 1;
+    if (family == AF_INET6) return setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one));
+    return setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one));
+}
+
+int shoal_pktinfo_get(const struct msghdr *msg, uint8_t addr[16]) {
+    for (struct cmsghdr *c = CMSG_FIRSTHDR((struct msghdr *)msg); c; c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
+        if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+            struct in_pktinfo pi;
+            memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+            memcpy(addr, &pi.ipi_addr, 4);
+            return 4;
+        }
+        if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+            struct in6_pktinfo pi;
+            memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+            memcpy(addr, &pi.ipi6_addr, 16);
+            return 16;
+        }
+    }
+    return 0;
+}
+
+void shoal_pktinfo_put(struct msghdr *msg, const uint8_t *addr, int len) {
+    struct cmsghdr *c = (struct cmsghdr *)msg->msg_control;
+    memset(c, 0, shoal_pktinfo_space());
+    if (len == 4) {
+        struct in_pktinfo pi;
+        memset(&pi, 0, sizeof(pi));
+        memcpy(&pi.ipi_spec_dst, addr, 4);
+        c->cmsg_level = IPPROTO_IP;
+        c->cmsg_type = IP_PKTINFO;
+        c->cmsg_len = CMSG_LEN(sizeof(pi));
+        memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+        msg->msg_controllen = CMSG_SPACE(sizeof(pi));
+    } else {
+        struct in6_pktinfo pi;
+        memset(&pi, 0, sizeof(pi));
+        memcpy(&pi.ipi6_addr, addr, 16);
+        c->cmsg_level = IPPROTO_IPV6;
+        c->cmsg_type = IPV6_PKTINFO;
+        c->cmsg_len = CMSG_LEN(sizeof(pi));
+        memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+        msg->msg_controllen = CMSG_SPACE(sizeof(pi));
+    }
+}

@@ -9,6 +9,10 @@
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <linux/udp.h>
+#include <linux/filter.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/socket.h>
 
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
@@ -119,3 +123,24 @@ int shoal_cmsg_get_int(const struct msghdr *msg, int level, int type) {
 int shoal_sol_udp(void) { return IPPROTO_UDP; }
 int shoal_udp_segment(void) { return UDP_SEGMENT; }
 int shoal_udp_gro(void) { return UDP_GRO; }
+
+#ifndef SO_ATTACH_REUSEPORT_CBPF
+#define SO_ATTACH_REUSEPORT_CBPF 51
+#endif
+
+int shoal_reuseport_steer_by_cpu(int fd, unsigned int n) {
+    struct sock_filter code[] = {
+        {BPF_LD | BPF_W | BPF_ABS, 0, 0, (unsigned int)(SKF_AD_OFF + SKF_AD_CPU)},
+        {BPF_ALU | BPF_MOD | BPF_K, 0, 0, n},
+        {BPF_RET | BPF_A, 0, 0, 0},
+    };
+    struct sock_fprog prog = {.len = sizeof(code) / sizeof(code[0]), .filter = code};
+    return setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog));
+}
+
+int shoal_pin_thread_to_cpu(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}

@@ -55,6 +55,9 @@ struct Conn {
     var deadlineMs: UInt64 = 0
     var lastActivityMs: UInt64 = 0
     var drainDeadlineMs: UInt64 = 0
+    var connectedMs: UInt64 = 0
+    /// Keepalive set on the upstream socket (the client's inherits it from the listener).
+    var keepaliveArmed = false
     /// Bytes relayed in either direction (a connect retry is transparent only before any).
     var relayed = false
 }

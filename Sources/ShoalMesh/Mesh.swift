@@ -66,6 +66,12 @@ package final class Mesh: Sendable {
                     p.proto == .tcp
                     ? try Socket.listenTCP(address, backlog: 65_535, reusePort: true)
                     : try Socket.bindUDP(address, reusePort: true)
+                if p.proto == .tcp { tuneListener(fd.rawValue, p) }
+                // A wildcard UDP listener learns each datagram's destination, so replies leave
+                // from the address the client used (a node has several).
+                if p.proto == .udp && spec.listen.isUnspecified {
+                    _ = shoal_enable_pktinfo(fd.rawValue, address.family)
+                }
                 out[p.key] = fd.release()
             } catch {
                 for fd in out.values { Glibc.close(fd) }
@@ -128,6 +134,7 @@ package final class Mesh: Sendable {
             revision: t.revision, reactors: reactors.count,
             servedRevisions: reactors.map { $0.servedRevision == .max ? -1 : Int64($0.servedRevision) },
             uptimeSeconds: Int(Date().timeIntervalSince(startedAt)),
+            kernelListenOverflows: Self.listenOverflows(),
             listeners: t.ports.map { p in
                 MeshInspection.Listener(
                     port: Int(p.spec.port), protocol: p.spec.proto.rawValue,
@@ -158,6 +165,9 @@ package struct MeshInspection: Codable, Sendable {
     /// Each reactor's revision (all equal outside an apply).
     package var servedRevisions: [Int64]
     package var uptimeSeconds: Int
+    /// The namespace's TcpExt ListenOverflows (connections the kernel dropped on a full backlog;
+    /// counted by the kernel for every listener of the namespace, not only ours).
+    package var kernelListenOverflows: UInt64?
     package var listeners: [Listener]
 
     package struct Listener: Codable, Sendable {
@@ -188,7 +198,9 @@ package struct MeshInspection: Codable, Sendable {
 
     /// The human form.
     package var text: String {
-        var out = "revision \(revision), \(reactors) reactor(s), up \(uptimeSeconds)s\n"
+        var out = "revision \(revision), \(reactors) reactor(s), up \(uptimeSeconds)s"
+        if let o = kernelListenOverflows { out += ", kernel listen overflows \(o) (namespace)" }
+        out += "\n"
         for l in listeners {
             let c = l.counters
             out += "\(l.address)/\(l.protocol)  \(l.balancer)"

@@ -58,6 +58,7 @@ extension Mesh {
             atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         let listener = try UnixStream.listen(path: path)
         defer { unlink(path) }
+        var overflows = Self.listenOverflows()
         var fds = [
             pollfd(fd: signals.fd.rawValue, events: Int16(POLLIN), revents: 0),
             pollfd(fd: listener.rawValue, events: Int16(POLLIN), revents: 0),
@@ -66,6 +67,14 @@ extension Mesh {
             fds[0].revents = 0
             fds[1].revents = 0
             if poll(&fds, 2, 1_000) < 0 && errno != EINTR { break }
+            // Backlog overflows happen in the kernel; report new ones once a second.
+            let now = Self.listenOverflows()
+            if let before = overflows, let now, now > before {
+                meshLog(
+                    "the kernel dropped \(now - before) connection(s) on full listen backlogs (TcpExt ListenOverflows; raise net.core.somaxconn or add reactors)"
+                )
+            }
+            overflows = now ?? overflows
             if fds[0].revents != 0, let signal = signals.take() {
                 if signal == SIGHUP {
                     guard let configPath else { continue }
@@ -95,6 +104,19 @@ extension Mesh {
                 UnixStream.writeAll(conn, out)
             }
         }
+    }
+
+    /// The network namespace's TcpExt ListenOverflows counter (/proc/net/netstat), if readable.
+    package static func listenOverflows() -> UInt64? {
+        guard let text = try? String(contentsOfFile: "/proc/net/netstat", encoding: .utf8) else { return nil }
+        let lines = text.split(separator: "\n")
+        for (i, line) in lines.enumerated() where line.hasPrefix("TcpExt:") && i + 1 < lines.count {
+            let names = line.split(separator: " ")
+            let values = lines[i + 1].split(separator: " ")
+            guard let k = names.firstIndex(of: "ListenOverflows"), k < values.count else { return nil }
+            return UInt64(values[k])
+        }
+        return nil
     }
 
     /// Sends one request to a running daemon.

@@ -20,6 +20,19 @@ enum ReactorCommand: Sendable {
     case stop(drainMs: UInt64)
 }
 
+/// TCP_NODELAY and keepalive on a listening socket: Linux copies them into every accepted
+/// socket, which saves five setsockopt calls per connection.
+func tuneListener(_ fd: CInt, _ spec: PortSpec) {
+    _ = shoal_tcp_tune(fd, 1, spec.keepaliveIdleS, spec.keepaliveIntervalS, spec.keepaliveCount)
+}
+
+extension PortSpec {
+    func sameSocketOptions(_ o: PortSpec) -> Bool {
+        keepaliveIdleS == o.keepaliveIdleS && keepaliveIntervalS == o.keepaliveIntervalS
+            && keepaliveCount == o.keepaliveCount
+    }
+}
+
 /// Cookie kinds in the epoll event data.
 enum EventKind: UInt64 {
     case wake = 1
@@ -61,6 +74,8 @@ package final class Reactor: @unchecked Sendable {
     var stopDeadlineMs: UInt64 = 0
     /// A spare descriptor closed to accept-and-refuse when the process runs out of them.
     var reserveFd: CInt
+    /// Descriptors ran out with connections still queued: accept again on the next tick.
+    var acceptRetry = false
 
     init(id: Int, table: MeshTable, listeners opened: [PortKey: CInt], slots: Int = 1_024) throws(SystemError) {
         self.id = id
@@ -70,7 +85,7 @@ package final class Reactor: @unchecked Sendable {
         nowMs = shoal_now_ms()
         conns = ConnSlots(capacity: slots)
         wheel = TimerWheel(capacity: slots, nowMs: nowMs)
-        pipes = PipePool(capacity: 4_096, prefill: 64)
+        pipes = PipePool(capacity: 4_096, prefill: 16)
         udp = UDPRelay(capacity: 1_024, nowMs: nowMs)
         events = shoal_epoll_events(CInt(Self.maxEvents))
         scratch = .allocate(byteCount: Self.scratchSize, alignment: 64)
@@ -120,7 +135,7 @@ package final class Reactor: @unchecked Sendable {
         acknowledged.store(table.revision, ordering: .releasing)
         while true {
             let timeout: CInt =
-                wheel.count > 0 || udp.flowCount > 0 || stopping
+                wheel.count > 0 || udp.flowCount > 0 || stopping || acceptRetry
                 ? CInt(wheel.msToNextTick(nowMs: shoal_now_ms())) : 1_000
             let n = shoal_epoll_wait(epoll, events, CInt(Self.maxEvents), timeout)
             nowMs = shoal_now_ms()
@@ -131,6 +146,7 @@ package final class Reactor: @unchecked Sendable {
                 }
             }
             expireTimers()
+            if acceptRetry { retryAccepts() }
             if stopping && (conns.live == 0 || nowMs >= stopDeadlineMs) { break }
         }
         finish()
@@ -190,6 +206,9 @@ package final class Reactor: @unchecked Sendable {
         for p in newTable.ports { byKey[p.spec.key] = p }
         for i in listeners.indices where listeners[i].fd >= 0 {
             if let p = byKey[listeners[i].key] {
+                if p.spec.proto == .tcp && !p.spec.sameSocketOptions(listeners[i].port.spec) {
+                    tuneListener(listeners[i].fd, p.spec)
+                }
                 listeners[i].port = p
             } else {
                 closeListener(i)

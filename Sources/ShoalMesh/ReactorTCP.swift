@@ -17,6 +17,8 @@ private let spliceThreshold = 16 * 1_024
 private let spliceChunk = 1 << 20
 private let spliceFlags: UInt32 = 1 | 2  // SPLICE_F_MOVE | SPLICE_F_NONBLOCK
 private let proxyHeaderTimeoutMs: UInt64 = 5_000
+/// Upstream keepalive is switched on when a connection has lived this long.
+private let keepaliveArmMs: UInt64 = 1_000
 /// Largest PROXY header accepted from a load balancer (v2 with TLVs).
 private let maxProxyHeader = 4_096
 
@@ -41,7 +43,12 @@ extension Reactor {
                 if e == EAGAIN { return }
                 if e == EINTR || e == ECONNABORTED || e == EPROTO { continue }
                 if e == EMFILE || e == ENFILE {
-                    refuseWithReserve(listeners[li].fd, port)
+                    // Without a spare to free, stop here and retry on the next tick (accepting
+                    // in a loop would spin while the descriptors that would free up wait).
+                    guard refuseWithReserve(listeners[li].fd, port) else {
+                        acceptRetry = true
+                        return
+                    }
                     continue
                 }
                 return
@@ -75,7 +82,7 @@ extension Reactor {
             c.pointee.lastActivityMs = nowMs
             c.pointee.drainDeadlineMs = 0
             c.pointee.relayed = false
-            _ = shoal_tcp_tune(fd, 1, spec.keepaliveIdleS, spec.keepaliveIntervalS, spec.keepaliveCount)
+            // TCP_NODELAY and keepalive come from the listener (`tuneListener`).
             _ = shoal_epoll_add(
                 epoll, fd, SHOAL_EV_IN | SHOAL_EV_OUT | SHOAL_EV_RDHUP | SHOAL_EV_ET,
                 cookie(.client, slot, c.pointee.gen))
@@ -92,20 +99,31 @@ extension Reactor {
     }
 
     /// Out of descriptors: free the spare, accept and reset the connection, take the spare back.
-    private func refuseWithReserve(_ listenFd: CInt, _ port: PortTable) {
-        port.runtime.count(.accepted)
-        if reserveFd >= 0 {
-            Glibc.close(reserveFd)
-            reserveFd = -1
+    /// True when a pending connection was taken off the backlog and reset.
+    private func refuseWithReserve(_ listenFd: CInt, _ port: PortTable) -> Bool {
+        guard reserveFd >= 0 else {
+            port.runtime.logOnce(.refusedFdExhausted)
+            return false
         }
+        Glibc.close(reserveFd)
+        reserveFd = -1
         let fd = shoal_accept4(listenFd, nil, nil)
         if fd >= 0 {
+            port.runtime.count(.accepted)
             refuse(fd, port, .refusedFdExhausted)
-        } else {
-            port.runtime.count(.refusedFdExhausted)
-            port.runtime.logOnce(.refusedFdExhausted)
         }
         reserveFd = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        return fd >= 0
+    }
+
+    /// Accepts again on every TCP listener after descriptors ran out (called each tick while
+    /// `acceptRetry` is set); takes the spare back first.
+    func retryAccepts() {
+        acceptRetry = false
+        if reserveFd < 0 { reserveFd = open("/dev/null", O_RDONLY | O_CLOEXEC) }
+        for i in listeners.indices where listeners[i].fd >= 0 && listeners[i].port.spec.proto == .tcp {
+            acceptAll(listener: i)
+        }
     }
 
     // MARK: PROXY header from a load balancer
@@ -178,7 +196,10 @@ extension Reactor {
         }
         c.pointee.upstream = fd
         let spec = port.spec
-        _ = shoal_tcp_tune(fd, 1, spec.keepaliveIdleS, spec.keepaliveIntervalS, spec.keepaliveCount)
+        // TCP_NODELAY now; keepalive once the connection outlives `keepaliveArmMs` (armKeepalive):
+        // a probe cannot be due before then anyway, and short connections skip four syscalls.
+        _ = shoal_tcp_tune(fd, 1, 0, 0, 0)
+        c.pointee.keepaliveArmed = spec.keepaliveIdleS == 0
         _ = shoal_epoll_add(
             epoll, fd, SHOAL_EV_IN | SHOAL_EV_OUT | SHOAL_EV_RDHUP | SHOAL_EV_ET, cookie(.upstream, slot, c.pointee.gen)
         )
@@ -245,6 +266,7 @@ extension Reactor {
             }
         }
         c.pointee.state = .relay
+        c.pointee.connectedMs = nowMs
         c.pointee.up.writable = true
         c.pointee.lastActivityMs = nowMs
         armIdleTimer(slot)
@@ -274,7 +296,8 @@ extension Reactor {
             if !upstreamSide { readProxyHeader(slot) }
         case .connecting:
             guard upstreamSide, writable || peerClosed else { return }
-            if let err = Socket.pendingError(c.pointee.upstream) {
+            // EPOLLOUT alone means the connect succeeded; only an error or hangup needs SO_ERROR.
+            if mask & (SHOAL_EV_ERR | SHOAL_EV_HUP) != 0, let err = Socket.pendingError(c.pointee.upstream) {
                 connectFailed(slot, reason(err.rawValue), blameTask: true)
             } else {
                 connected(slot)
@@ -294,8 +317,10 @@ extension Reactor {
         let upstream = c.pointee.upstream
         guard let port = c.pointee.port else { return }
         let runtime = port.runtime
-        if pump(&c.pointee.up, from: client, to: upstream, runtime, .bytesIn, c) == .failed
-            || pump(&c.pointee.down, from: upstream, to: client, runtime, .bytesOut, c) == .failed
+        if pump(&c.pointee.up, from: client, to: upstream, runtime, .bytesIn, c, otherDone: c.pointee.down.done)
+            == .failed
+            || pump(&c.pointee.down, from: upstream, to: client, runtime, .bytesOut, c, otherDone: c.pointee.up.done)
+                == .failed
         {
             runtime.count(.resets)
             closeConn(slot, reset: true)
@@ -308,7 +333,7 @@ extension Reactor {
     @inline(__always)
     private func pump(
         _ d: inout Direction, from src: CInt, to dst: CInt, _ runtime: PortRuntime, _ counter: MeshCounter,
-        _ c: UnsafeMutablePointer<Conn>
+        _ c: UnsafeMutablePointer<Conn>, otherDone: Bool
     ) -> Pump {
         while true {
             if d.pending > 0 {
@@ -334,7 +359,8 @@ extension Reactor {
             if d.eof {
                 if !d.shut {
                     pipes.give(&d)
-                    _ = shoal_shutdown_write(dst)
+                    // The other direction is finished too: the close that follows sends the FIN.
+                    if !otherDone { _ = shoal_shutdown_write(dst) }
                     d.shut = true
                 }
                 return .ok
@@ -429,6 +455,7 @@ extension Reactor {
         guard let port = c.pointee.port else { return }
         var at = UInt64.max
         if port.spec.idleTimeoutMs > 0 { at = c.pointee.lastActivityMs &+ port.spec.idleTimeoutMs }
+        if !c.pointee.keepaliveArmed { at = min(at, c.pointee.connectedMs &+ keepaliveArmMs) }
         if c.pointee.drainDeadlineMs > 0 { at = min(at, c.pointee.drainDeadlineMs) }
         if at != .max { wheel.schedule(slot, atMs: at) }
     }
@@ -454,6 +481,12 @@ extension Reactor {
                 wheel.schedule(slot, atMs: c.pointee.deadlineMs)
             }
         case .relay:
+            if !c.pointee.keepaliveArmed && nowMs >= c.pointee.connectedMs &+ keepaliveArmMs {
+                let spec = port.spec
+                _ = shoal_tcp_tune(
+                    c.pointee.upstream, 0, spec.keepaliveIdleS, spec.keepaliveIntervalS, spec.keepaliveCount)
+                c.pointee.keepaliveArmed = true
+            }
             if c.pointee.drainDeadlineMs > 0 && nowMs >= c.pointee.drainDeadlineMs {
                 port.runtime.count(.drainClosed)
                 closeConn(slot, reset: true)

@@ -20,6 +20,8 @@ struct Flow {
     var endpointIndex = -1
     var endpoint: EndpointRuntime? = nil
     var lastActivityMs: UInt64 = 0
+    /// The address the client sent to, when the listener is a wildcard (IP_PKTINFO).
+    var local: IPAddress? = nil
 }
 
 /// The reactor's UDP state: flow slots, their open-addressing index, batch buffers.
@@ -39,6 +41,8 @@ struct UDPRelay: ~Copyable {
     let iovecs: UnsafeMutablePointer<iovec>
     let names: UnsafeMutablePointer<sockaddr_storage>
     let msgs: UnsafeMutablePointer<shoal_mmsghdr>
+    let controls: UnsafeMutableRawPointer
+    let controlSpace = shoal_pktinfo_space()
 
     init(capacity: Int, nowMs: UInt64) {
         self.capacity = capacity
@@ -55,6 +59,7 @@ struct UDPRelay: ~Copyable {
         names = .allocate(capacity: Self.batch)
         msgs = .allocate(capacity: Self.batch)
         msgs.initialize(repeating: shoal_mmsghdr(), count: Self.batch)
+        controls = .allocate(byteCount: Self.batch * shoal_pktinfo_space(), alignment: 16)
     }
 
     deinit {
@@ -65,6 +70,7 @@ struct UDPRelay: ~Copyable {
         iovecs.deallocate()
         names.deallocate()
         msgs.deallocate()
+        controls.deallocate()
     }
 
     static func indexSize(for capacity: Int) -> Int {
@@ -141,6 +147,7 @@ struct UDPRelay: ~Copyable {
         flows[i].listener = -1
         flows[i].port = nil
         flows[i].endpoint = nil
+        flows[i].local = nil
         freeList.append(Int32(i))
         flowCount -= 1
     }
@@ -174,6 +181,8 @@ struct UDPRelay: ~Copyable {
         if named {
             msgs[k].msg_hdr.msg_name = UnsafeMutableRawPointer(names + k)
             msgs[k].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            msgs[k].msg_hdr.msg_control = controls + k * controlSpace
+            msgs[k].msg_hdr.msg_controllen = controlSpace
         }
         msgs[k].msg_len = 0
     }
@@ -191,21 +200,26 @@ extension Reactor {
                 guard let client = SocketAddress(UnsafeRawPointer(udp.names + k)) else { continue }
                 port.runtime.count(.udpDatagramsIn)
                 forwardToTask(
-                    li, port, client, buffer: udp.buffers + k * UDPRelay.datagramMax, length: Int(udp.msgs[k].msg_len))
+                    li, port, client, buffer: udp.buffers + k * UDPRelay.datagramMax, length: Int(udp.msgs[k].msg_len),
+                    message: k)
             }
             if Int(n) < UDPRelay.batch { return }
         }
     }
 
     private func forwardToTask(
-        _ li: Int, _ port: PortTable, _ client: SocketAddress, buffer: UnsafeMutableRawPointer, length: Int
+        _ li: Int, _ port: PortTable, _ client: SocketAddress, buffer: UnsafeMutableRawPointer, length: Int,
+        message k: Int
     ) {
         var f = udp.find(li, client)
         if let i = f, let e = udp.flows[i].endpoint, udp.flows[i].port !== port || !stillEligible(i, e) {
             moveFlow(i, port)  // its task left, failed its checks or was ejected
             f = udp.flows[i].fd >= 0 ? i : nil
         }
-        if f == nil { f = openFlow(li, port, client) }
+        if f == nil {
+            f = openFlow(li, port, client)
+            if let i = f { udp.flows[i].local = localAddress(of: k) }
+        }
         guard let i = f else {
             port.runtime.count(.udpDropped)
             return
@@ -315,11 +329,13 @@ extension Reactor {
             // Replies leave from the published port, addressed to the client.
             var client = sockaddr_storage()
             let len = udp.flows[i].client.write(to: &client)
+            let local = udp.flows[i].local
             for k in 0..<Int(n) {
                 udp.names[k] = client
                 udp.iovecs[k].iov_len = Int(udp.msgs[k].msg_len)
                 udp.msgs[k].msg_hdr.msg_name = UnsafeMutableRawPointer(udp.names + k)
                 udp.msgs[k].msg_hdr.msg_namelen = len
+                if let local { setReplySource(k, local) }
             }
             let port = listeners[li].port
             var sent = 0
@@ -332,6 +348,40 @@ extension Reactor {
             port.runtime.count(.udpDatagramsOut, UInt64(sent))
             if sent < Int(n) { port.runtime.count(.udpDropped, UInt64(Int(n) - sent)) }
             if Int(n) < UDPRelay.batch { return }
+        }
+    }
+
+    /// The destination address of received message `k` (IP_PKTINFO), if the listener asks.
+    private func localAddress(of k: Int) -> IPAddress? {
+        var bytes: (UInt64, UInt64) = (0, 0)
+        let n = withUnsafeMutableBytes(of: &bytes) { raw in
+            withUnsafePointer(to: &udp.msgs[k].msg_hdr) {
+                shoal_pktinfo_get($0, raw.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            }
+        }
+        switch n {
+        case 4: return .v4(UInt32(bigEndian: UInt32(truncatingIfNeeded: bytes.0)))
+        case 16: return .v6(UInt64(bigEndian: bytes.0), UInt64(bigEndian: bytes.1))
+        default: return nil
+        }
+    }
+
+    /// Makes reply `k` leave from `local`.
+    private func setReplySource(_ k: Int, _ local: IPAddress) {
+        udp.msgs[k].msg_hdr.msg_control = udp.controls + k * udp.controlSpace
+        udp.msgs[k].msg_hdr.msg_controllen = udp.controlSpace
+        var bytes: (UInt64, UInt64)
+        let len: CInt
+        switch local {
+        case .v4(let a):
+            bytes = (UInt64(a.bigEndian), 0)
+            len = 4
+        case .v6(let hi, let lo):
+            bytes = (hi.bigEndian, lo.bigEndian)
+            len = 16
+        }
+        withUnsafeBytes(of: &bytes) { raw in
+            shoal_pktinfo_put(&udp.msgs[k].msg_hdr, raw.baseAddress!.assumingMemoryBound(to: UInt8.self), len)
         }
     }
 

@@ -10,15 +10,21 @@
 // decrypting, window moved only after the ICV verified; trailer and inner UDP checked; the
 // VXLAN packet's range is returned. Every drop is counted under its cause.
 //
-// Ordering and threads: an engine is used by one thread. A VTEP may give its send and receive
-// threads one engine each: both derive the same SAs from the same key ring; the sending one
-// owns the sequence counters, the receiving one the replay windows. `update(keyRing:)` keeps
-// the SAs of epochs that stay (their counters and windows), so a rotation loses nothing.
+// Ordering and threads: an engine is used by one thread (its cipher contexts are not shared).
+// Engines of several threads (one per VTEP queue) that are given the same `SAStates` share
+// each SA's state: the transmit sequence counter is an atomic (a number is never used twice
+// on one SA, whichever thread seals), the replay window sits behind a small lock per SA,
+// checked before decrypting and updated after the ICV verified, where a concurrent duplicate
+// loses (`accept` refuses it). Threads' sequence numbers interleave on the wire: reordering
+// stays far inside the 4,032-packet window unless a thread stalls between taking a number
+// and sending it for that many packets of the others. `update(keyRing:)` keeps the SAs of
+// epochs that stay (their counters and windows), so a rotation loses nothing.
 // No allocation per packet: SAs, cipher contexts and the SPI table are built at update time.
 
 import ShoalConfig
 import ShoalCrypto
 import ShoalWire
+import Synchronization
 
 /// Why a received ESP packet was dropped.
 package enum ESPDropReason: String, CaseIterable, Sendable {
@@ -49,6 +55,15 @@ package struct ESPCounters: Sendable, Equatable, Codable {
 
     package init() {}
 
+    mutating func add(_ o: ESPCounters) {
+        for k: WritableKeyPath<ESPCounters, UInt64> in [
+            \.sealedPackets, \.sealedBytes, \.openedPackets, \.openedBytes, \.noTxSA, \.noRoom, \.malformed,
+            \.unknownSPI, \.replay, \.authenticationFailed,
+        ] {
+            self[keyPath: k] += o[keyPath: k]
+        }
+    }
+
     mutating func count(_ reason: ESPDropReason) {
         switch reason {
         case .malformed: malformed += 1
@@ -73,6 +88,8 @@ package struct SAInfo: Sendable, Codable, Equatable {
     package var epoch: UInt32
     package var direction: Direction
     package var peer: String
+    /// The sending VTEP queue.
+    package var queue: Int
     /// Outbound: the last sequence number sent; inbound: the highest authenticated.
     package var sequence: UInt64
     /// Hex key‖salt, as Wireshark's esp_sa table wants it.
@@ -82,6 +99,42 @@ package struct SAInfo: Sendable, Codable, Equatable {
 /// Errors setting up an engine.
 package struct ESPSetupError: Error, CustomStringConvertible {
     package var description: String
+}
+
+/// The state of one SA that every engine sharing an `SAStates` sees: the last sequence number
+/// sent (outbound) or the replay window (inbound).
+package final class SAState: Sendable {
+    let sequence = Atomic<UInt64>(0)
+    let window = Mutex(ReplayWindow())
+}
+
+/// SA states by epoch, direction and SPI, shared by the engines of one node's VTEP threads
+/// (each engine holds only its own queue's outbound SAs, all of them hold every inbound one).
+/// Entries of epochs that left the key ring are pruned by the engine that installs the ring;
+/// an engine that has not caught up yet still holds its references.
+package final class SAStates: Sendable {
+    private struct Key: Hashable {
+        var epoch: UInt32
+        var spi: UInt32
+        var outbound: Bool
+    }
+    private let states = Mutex<[Key: SAState]>([:])
+
+    package init() {}
+
+    func state(epoch: UInt32, spi: UInt32, outbound: Bool) -> SAState {
+        let key = Key(epoch: epoch, spi: spi, outbound: outbound)
+        return states.withLock { table in
+            if let s = table[key] { return s }
+            let s = SAState()
+            table[key] = s
+            return s
+        }
+    }
+
+    func keepOnly(epochs: Set<UInt32>) {
+        states.withLock { table in table = table.filter { epochs.contains($0.key.epoch) } }
+    }
 }
 
 package final class ESPEngine {
@@ -99,12 +152,14 @@ package final class ESPEngine {
         let epoch: UInt32
         let gcm: AESGCM
         let saltWord: UInt32
-        var sequence: UInt64 = 0
-        init(keys: SAKeys, epoch: UInt32) {
+        let state: SAState
+        var sequence: UInt64 { state.sequence.load(ordering: .relaxed) }
+        init(keys: SAKeys, epoch: UInt32, state: SAState) {
             self.keys = keys
             self.saltWord = keys.saltWord
             self.epoch = epoch
             self.gcm = AESGCM(key: keys.key)
+            self.state = state
         }
     }
 
@@ -112,15 +167,19 @@ package final class ESPEngine {
         let keys: SAKeys
         let epoch: UInt32
         let peer: Int
+        /// The sender's VTEP queue.
+        let queue: Int
         let gcm: AESGCM
         let saltWord: UInt32
-        var window = ReplayWindow()
-        init(keys: SAKeys, epoch: UInt32, peer: Int) {
+        let state: SAState
+        init(keys: SAKeys, epoch: UInt32, peer: Int, queue: Int, state: SAState) {
             self.keys = keys
             self.saltWord = keys.saltWord
             self.epoch = epoch
             self.peer = peer
+            self.queue = queue
             self.gcm = AESGCM(key: keys.key)
+            self.state = state
         }
     }
 
@@ -129,15 +188,35 @@ package final class ESPEngine {
     package private(set) var peers: [String]
     package private(set) var counters = ESPCounters()
 
-    /// Per peer index: the SA to send with (the tx epoch's), nil when there is none.
-    private var outbound: [OutboundSA?] = []
-    /// SPI → receive SA, for every live epoch and peer.
-    private var inbound: [UInt32: InboundSA] = [:]
-    /// All outbound SAs of live epochs, keyed by (epoch, peer), so a promotion reuses them.
-    private var outboundByEpoch: [UInt32: [String: OutboundSA]] = [:]
+    /// Sender queues whose SAs a receiver accepts from each peer: a peer may run up to this
+    /// many VTEP threads (`OverlayPlan.maxQueues`).
+    package static let senderQueues = 16
 
-    package init(localNode: String, keyRing: KeyRing, peers: [String]) throws {
+    /// Per peer index: the SA to send with (the tx epoch's, of queue `queues.lowerBound`), nil
+    /// when there is none.
+    private var outbound: [OutboundSA?] = []
+    /// SPI → receive SA, for every live epoch, peer and sender queue.
+    private var inbound: [UInt32: InboundSA] = [:]
+    private struct OutboundKey: Hashable {
+        var peer: String
+        var queue: Int
+    }
+    /// All outbound SAs of live epochs, keyed by (epoch, peer, queue), so a promotion reuses them.
+    private var outboundByEpoch: [UInt32: [OutboundKey: OutboundSA]] = [:]
+    /// Sequence counters and replay windows, shared with the other engines given the same.
+    private let states: SAStates
+    /// The VTEP queues whose outbound SAs this engine holds: one for a queue thread's engine
+    /// (it seals with it), all of the node's for the control thread's (it reports and exports).
+    package let queues: Range<Int>
+
+    package init(
+        localNode: String, keyRing: KeyRing, peers: [String], sharing states: SAStates = SAStates(),
+        queues: Range<Int> = 0..<1
+    ) throws {
+        precondition(!queues.isEmpty && queues.upperBound <= Self.senderQueues, "queues \(queues)")
         self.localNode = localNode
+        self.states = states
+        self.queues = queues
         self.keyRing = KeyRing(cipher: keyRing.cipher, epochs: [])
         self.peers = []
         try install(keyRing: keyRing, peers: peers)
@@ -162,49 +241,63 @@ package final class ESPEngine {
             throw ESPSetupError(description: "key ring: the cipher cannot change while epochs are live")
         }
         var newInbound: [UInt32: InboundSA] = [:]
-        var newOutboundByEpoch: [UInt32: [String: OutboundSA]] = [:]
+        var newOutboundByEpoch: [UInt32: [OutboundKey: OutboundSA]] = [:]
         let oldInbound = inbound
         for epoch in ring.epochs {
             guard let key = decodeHex(epoch.key) else { continue }  // validate() checked
-            var outs: [String: OutboundSA] = [:]
+            var outs: [OutboundKey: OutboundSA] = [:]
             for (index, peer) in newPeers.enumerated() where peer != localNode {
-                let o =
-                    outboundByEpoch[epoch.id]?[peer]
-                    ?? OutboundSA(
-                        keys: SAKeys.derive(
-                            epochKey: key, epoch: epoch.id, sender: localNode, receiver: peer, cipher: ring.cipher),
-                        epoch: epoch.id)
-                outs[peer] = o
-                let inKeys = SAKeys.derive(
-                    epochKey: key, epoch: epoch.id, sender: peer, receiver: localNode, cipher: ring.cipher)
-                let existing = oldInbound[inKeys.spi]
-                let i: InboundSA
-                if let existing, existing.keys == inKeys, existing.epoch == epoch.id {
-                    i = existing.peer == index ? existing : Self.rebind(existing, peer: index)
-                } else {
-                    i = InboundSA(keys: inKeys, epoch: epoch.id, peer: index)
+                for q in queues {
+                    let k = OutboundKey(peer: peer, queue: q)
+                    let o =
+                        outboundByEpoch[epoch.id]?[k]
+                        ?? newOutbound(
+                            SAKeys.derive(
+                                epochKey: key, epoch: epoch.id, sender: localNode, receiver: peer, cipher: ring.cipher,
+                                queue: q),
+                            epoch: epoch.id)
+                    outs[k] = o
                 }
-                guard newInbound[inKeys.spi] == nil else {
-                    throw ESPSetupError(
-                        description: "SPI collision (0x\(String(inKeys.spi, radix: 16))) in epoch \(epoch.id): "
-                            + "rotate to a new epoch key")
+                for q in 0..<Self.senderQueues {
+                    let inKeys = SAKeys.derive(
+                        epochKey: key, epoch: epoch.id, sender: peer, receiver: localNode, cipher: ring.cipher, queue: q
+                    )
+                    let existing = oldInbound[inKeys.spi]
+                    let i: InboundSA
+                    if let existing, existing.keys == inKeys, existing.epoch == epoch.id {
+                        i = existing.peer == index ? existing : Self.rebind(existing, peer: index)
+                    } else {
+                        i = InboundSA(
+                            keys: inKeys, epoch: epoch.id, peer: index, queue: q,
+                            state: states.state(epoch: epoch.id, spi: inKeys.spi, outbound: false))
+                    }
+                    guard newInbound[inKeys.spi] == nil else {
+                        throw ESPSetupError(
+                            description: "SPI collision (0x\(String(inKeys.spi, radix: 16))) in epoch \(epoch.id): "
+                                + "rotate to a new epoch key")
+                    }
+                    newInbound[inKeys.spi] = i
                 }
-                newInbound[inKeys.spi] = i
             }
             newOutboundByEpoch[epoch.id] = outs
         }
         let tx = ring.txEpoch?.id
-        outbound = newPeers.map { peer in tx.flatMap { newOutboundByEpoch[$0]?[peer] } }
+        outbound = newPeers.map { peer in
+            tx.flatMap { newOutboundByEpoch[$0]?[OutboundKey(peer: peer, queue: queues.lowerBound)] }
+        }
         inbound = newInbound
         outboundByEpoch = newOutboundByEpoch
         keyRing = ring
         peers = newPeers
+        states.keepOnly(epochs: Set(ring.epochs.map(\.id)))
+    }
+
+    private func newOutbound(_ keys: SAKeys, epoch: UInt32) -> OutboundSA {
+        OutboundSA(keys: keys, epoch: epoch, state: states.state(epoch: epoch, spi: keys.spi, outbound: true))
     }
 
     private static func rebind(_ sa: InboundSA, peer: Int) -> InboundSA {
-        let n = InboundSA(keys: sa.keys, epoch: sa.epoch, peer: peer)
-        n.window = sa.window
-        return n
+        InboundSA(keys: sa.keys, epoch: sa.epoch, peer: peer, queue: sa.queue, state: sa.state)
     }
 
     /// Seals the VXLAN packet at `payload` in place for `peer`; returns the ESP packet's range
@@ -223,9 +316,11 @@ package final class ESPEngine {
             counters.noRoom += 1
             return nil
         }
-        sa.sequence += 1
-        let seq = sa.sequence
-        // Inner UDP header (checksum 0: allowed for UDP over IPv4, and the ICV covers it).
+        // Unique per SA across threads (RFC 4106 §3.1: an IV is never reused under one key).
+        let seq = sa.state.sequence.wrappingAdd(1, ordering: .relaxed).newValue
+        // Inner UDP header (checksum 0: the ICV covers it; allowed for UDP over IPv4, and over an
+        // IPv6 underlay this header is inside ESP, never seen by an IPv6 stack: RFC 6935 allows
+        // zero for tunnels anyway).
         buffer.setBE16(plainStart, VXLAN.udpPort)
         buffer.setBE16(plainStart + 2, VXLAN.udpPort)
         buffer.setBE16(plainStart + 4, UInt16(truncatingIfNeeded: plainLength))
@@ -278,9 +373,12 @@ package final class ESPEngine {
         let textLength = packet.count - ESP.headerBytes - ESP.ivBytes - ESP.icvBytes
         guard textLength % ESP.alignment == 0 else { return .drop(.malformed) }
         guard let sa = inbound[spi] else { return .drop(.unknownSPI) }
-        guard let seq = sa.window.inferSequence(low: packet.be32(4)), sa.window.check(seq) else {
-            return .drop(.replay)
+        let low = packet.be32(4)
+        let inferred = sa.state.window.withLock { w -> UInt64? in
+            guard let s = w.inferSequence(low: low), w.check(s) else { return nil }
+            return s
         }
+        guard let seq = inferred else { return .drop(.replay) }
         let ivAt = datagram.lowerBound + ESP.headerBytes
         let textStart = ivAt + ESP.ivBytes
         let textEnd = textStart + textLength
@@ -295,7 +393,8 @@ package final class ESPEngine {
             }
         }
         guard ok else { return .drop(.authenticationFailed) }
-        sa.window.accept(seq)
+        // Another thread may have accepted the same number meanwhile: then this one is the replay.
+        guard sa.state.window.withLock({ $0.accept(seq) }) else { return .drop(.replay) }
         // Authenticated from here on: a malformed trailer is the sender's bug, still dropped.
         let nextHeader = buffer[textEnd - 1]
         let padLength = Int(buffer[textEnd - 2])
@@ -315,38 +414,46 @@ package final class ESPEngine {
         var out: [SAInfo] = []
         let txEpoch = keyRing.txEpoch?.id
         for (epoch, byPeer) in outboundByEpoch.sorted(by: { $0.key < $1.key }) {
-            for (peer, sa) in byPeer.sorted(by: { $0.key < $1.key }) where epoch == txEpoch || sa.sequence > 0 {
+            let sorted = byPeer.sorted { ($0.key.peer, $0.key.queue) < ($1.key.peer, $1.key.queue) }
+            for (k, sa) in sorted where epoch == txEpoch || sa.sequence > 0 {
                 out.append(
                     SAInfo(
-                        spi: sa.keys.spi, epoch: epoch, direction: .outbound, peer: peer, sequence: sa.sequence,
-                        keyAndSalt: encodeHex(sa.keys.key + sa.keys.salt)))
+                        spi: sa.keys.spi, epoch: epoch, direction: .outbound, peer: k.peer, queue: k.queue,
+                        sequence: sa.sequence, keyAndSalt: encodeHex(sa.keys.key + sa.keys.salt)))
             }
         }
-        for sa in inbound.values.sorted(by: { ($0.epoch, $0.peer) < ($1.epoch, $1.peer) }) {
+        // Inbound: queue 0's SAs always; other sender queues' once they carried traffic.
+        let used = inbound.values.filter { $0.queue == 0 || $0.state.window.withLock { $0.top } > 0 }
+        for sa in used.sorted(by: { ($0.epoch, $0.peer, $0.queue) < ($1.epoch, $1.peer, $1.queue) }) {
             out.append(
                 SAInfo(
-                    spi: sa.keys.spi, epoch: sa.epoch, direction: .inbound, peer: peers[sa.peer],
-                    sequence: sa.window.top, keyAndSalt: encodeHex(sa.keys.key + sa.keys.salt)))
+                    spi: sa.keys.spi, epoch: sa.epoch, direction: .inbound, peer: peers[sa.peer], queue: sa.queue,
+                    sequence: sa.state.window.withLock { $0.top }, keyAndSalt: encodeHex(sa.keys.key + sa.keys.salt)))
         }
         return out
     }
 
     /// Every SA of every live epoch in both directions as lines of Wireshark's `esp_sa` UAT
     /// (`~/.config/wireshark/esp_sa`, or `tshark -o "uat:esp_sa:<line>"`), so stock tshark
-    /// decrypts a capture of the underlay. `addresses` maps node ids to underlay IPv4 addresses.
+    /// decrypts a capture of the underlay. `addresses` maps node ids to underlay addresses (IPv4 or
+    /// IPv6; the line's protocol column follows the local one). Both directions for this
+    /// engine's `queues` (peers are assumed to run as many).
     package func exportWiresharkESPSA(addresses: [String: String]) -> String {
         guard let local = addresses[localNode] else { return "" }
+        let family = local.contains(":") ? "IPv6" : "IPv4"
         var lines: [String] = []
         for epoch in keyRing.epochs {
             guard let key = decodeHex(epoch.key) else { continue }
             for peer in peers where peer != localNode {
                 guard let remote = addresses[peer] else { continue }
-                for (s, d, src, dst) in [(localNode, peer, local, remote), (peer, localNode, remote, local)] {
-                    let k = SAKeys.derive(
-                        epochKey: key, epoch: epoch.id, sender: s, receiver: d, cipher: keyRing.cipher)
-                    lines.append(
-                        "\"IPv4\",\"\(src)\",\"\(dst)\",\"0x\(hex32(k.spi))\",\"AES-GCM with 16 octet ICV [RFC4106]\","
-                            + "\"0x\(encodeHex(k.key + k.salt))\",\"NULL\",\"\"")
+                for q in queues {
+                    for (s, d, src, dst) in [(localNode, peer, local, remote), (peer, localNode, remote, local)] {
+                        let k = SAKeys.derive(
+                            epochKey: key, epoch: epoch.id, sender: s, receiver: d, cipher: keyRing.cipher, queue: q)
+                        lines.append(
+                            "\"\(family)\",\"\(src)\",\"\(dst)\",\"0x\(hex32(k.spi))\",\"AES-GCM with 16 octet ICV [RFC4106]\","
+                                + "\"0x\(encodeHex(k.key + k.salt))\",\"NULL\",\"\"")
+                    }
                 }
             }
         }

@@ -109,9 +109,12 @@ package struct SAKeys: Sendable, Equatable {
     /// The salt as a host-order word, for building nonces without touching the array.
     package var saltWord: UInt32 { salt.reduce(UInt32(0)) { $0 << 8 | UInt32($1) } }
 
-    /// Derives the SA for `sender → receiver` in `epoch` (HKDF-SHA256, RFC 5869).
+    /// Derives the SA for `sender → receiver` in `epoch` (HKDF-SHA256, RFC 5869), for the
+    /// sender's VTEP queue `queue`: each queue thread sends on its own SA, so its sequence
+    /// numbers leave in order. Queue 0's info is the single-queue one ("…| len|receiver");
+    /// queue q > 0 appends `0x71 ('q') | q`.
     package static func derive(
-        epochKey: [UInt8], epoch: UInt32, sender: String, receiver: String, cipher: AESGCMKeySize
+        epochKey: [UInt8], epoch: UInt32, sender: String, receiver: String, cipher: AESGCMKeySize, queue: Int = 0
     ) -> SAKeys {
         var info = Array("shoal-esp-sa-v1".utf8)
         withUnsafeBytes(of: epoch.bigEndian) { info.append(contentsOf: $0) }
@@ -120,6 +123,7 @@ package struct SAKeys: Sendable, Equatable {
             info.append(UInt8(truncatingIfNeeded: b.count))
             info.append(contentsOf: b)
         }
+        if queue > 0 { info += [0x71, UInt8(truncatingIfNeeded: queue)] }
         let n = cipher.rawValue
         let okm = HKDF.sha256(ikm: epochKey, salt: Array("shoal overlay".utf8), info: info, length: n + 8)
         let raw = okm[(n + 4)..<(n + 8)].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }

@@ -15,7 +15,8 @@ package enum OverlayAttachment {
     }
 
     package static func attach(
-        network: NetworkPlan, namespace: String, ifname: String, ip: UInt32, mac: MAC, hostInterface: String
+        network: NetworkPlan, namespace: String, ifname: String, ip: UInt32, ip6: IPAddress? = nil, mac: MAC,
+        hostInterface: String
     ) throws {
         let nl = try Netlink()
         guard nl.ifindex(network.bridgeName) != nil else {
@@ -30,6 +31,9 @@ package enum OverlayAttachment {
             try NetworkNamespace.with(ns) {
                 let inner = try Netlink()
                 try inner.addAddress(ifname, cidr: "\(IPAddress.v4(ip))/\(network.subnet.length)")
+                if let ip6, let subnet6 = network.subnet6 {
+                    try inner.addAddress(ifname, cidr: "\(ip6)/\(subnet6.length)")
+                }
                 try inner.setLink(ifname, up: true)
                 try inner.setLink("lo", up: true)
             }

@@ -3,9 +3,16 @@
 //   node: n1
 //   underlay: { address: 198.18.0.1, mtu: 1500, vxlanPort: 4789, espPort: 4500, busyPollMicroseconds: 50 }
 //   control: /run/shoal/overlay-n1.sock          # optional
+//   queues: 2                                    # optional, default 1: VTEP threads (TAP queues)
 //   networks:
-//     - { name: blue, vni: 100, subnet: 198.19.0.0/24, encrypted: false,
-//         fdb: [ { mac: "02:00:c6:13:00:01", ip: 198.19.0.1, node: n1, underlay: 198.18.0.1 }, ... ] }
+//     - { name: blue, vni: 100, subnet: 198.19.0.0/24, subnet6: "2001:2:0:19::/64", encrypted: false,
+//         fdb: [ { mac: "02:00:c6:13:00:01", ip: 198.19.0.1, ip6: "2001:2:0:19::1", node: n1,
+//                  underlay: 198.18.0.1 }, ... ] }
+//
+// The underlay may be IPv6 (`address: "2001:2::1"`); every node of a config then has an IPv6
+// underlay address (one family per overlay), and the outer header costs 40 bytes instead of 20.
+// `subnet6` and `ip6` are optional: they give tasks IPv6 addresses, answered by the VTEP's
+// neighbor discovery proxy.
 //   keyRing: { cipher: aes128, epochs: [ { id: 1, key: <hex>, state: tx } ] }   # when any network is encrypted
 //
 // `validate()` turns the decoded text into an `OverlayPlan` of checked values or throws a
@@ -19,6 +26,9 @@ package struct OverlayConfig: Codable, Sendable {
     package var node: String
     package var underlay: Underlay
     package var control: String?
+    /// VTEP threads, each with its own queue of every TAP (IFF_MULTI_QUEUE) and its own
+    /// SO_REUSEPORT underlay sockets. Default 1.
+    package var queues: Int?
     package var networks: [Network]
     package var keyRing: KeyRing?
 
@@ -35,6 +45,8 @@ package struct OverlayConfig: Codable, Sendable {
         package var name: String?
         package var vni: Int
         package var subnet: String
+        /// An optional IPv6 prefix for the same tasks (dual stack).
+        package var subnet6: String?
         package var mtu: Int?
         package var encrypted: Bool?
         package var fdb: [Endpoint]
@@ -43,6 +55,8 @@ package struct OverlayConfig: Codable, Sendable {
     package struct Endpoint: Codable, Sendable {
         package var mac: String
         package var ip: String
+        /// The endpoint's IPv6 address, inside the network's `subnet6`.
+        package var ip6: String?
         package var node: String
         package var underlay: String
     }
@@ -66,6 +80,8 @@ package struct OverlayConfig: Codable, Sendable {
 package enum Encapsulation {
     /// Outer IPv4 header without options.
     package static let ipv4HeaderBytes = 20
+    /// Outer IPv6 header without extension headers (RFC 8200 §3).
+    package static let ipv6HeaderBytes = 40
     /// UDP header (RFC 768).
     package static let udpHeaderBytes = 8
     /// VXLAN header (RFC 7348 §5).
@@ -76,10 +92,11 @@ package enum Encapsulation {
     package static let vxlanPort = Int(VXLAN.udpPort)
     /// UDP port for ESP in UDP (RFC 3948).
     package static let espPort = Int(ESP.udpEncapsulationPort)
-    /// Plaintext overhead over an IPv4 underlay: outer IPv4 + UDP + VXLAN + inner Ethernet = 50.
-    package static let plaintextOverheadBytes =
-        ipv4HeaderBytes + udpHeaderBytes + vxlanHeaderBytes
-        + ethernetHeaderBytes
+    /// Plaintext overhead over an IPv4 underlay: outer IPv4 + UDP + VXLAN + inner Ethernet = 50
+    /// (70 over IPv6: the outer header is 40 bytes).
+    package static func plaintextOverheadBytes(ipv6Underlay: Bool) -> Int {
+        (ipv6Underlay ? ipv6HeaderBytes : ipv4HeaderBytes) + udpHeaderBytes + vxlanHeaderBytes + ethernetHeaderBytes
+    }
 }
 
 /// A checked, ready-to-run configuration.
@@ -88,6 +105,9 @@ package struct OverlayPlan: Sendable {
     /// from paying a thread wake-up per hop (bench/overlay/RESULTS.md), at the price of up to
     /// 50 µs of CPU after each burst.
     package static let defaultBusyPollMicroseconds = 50
+    /// At most this many VTEP threads (the kernel allows 256 TAP queues; more threads than
+    /// CPUs only adds contention).
+    package static let maxQueues = ESPEngine.senderQueues
 
     package var node: String
     package var underlayAddress: IPAddress
@@ -96,6 +116,8 @@ package struct OverlayPlan: Sendable {
     package var espPort: UInt16
     package var control: String?
     package var busyPollMicroseconds: Int
+    /// VTEP threads (1: the calling thread only).
+    package var queues: Int
     package var networks: [NetworkPlan]
     /// Remote nodes, sorted by id: index = peer index in the data path (and in the ESP engine).
     package var peers: [Peer]
@@ -114,6 +136,7 @@ package struct NetworkPlan: Sendable {
     package var name: String
     package var vni: UInt32
     package var subnet: IPv4Prefix
+    package var subnet6: IPv6Prefix?
     package var mtu: Int
     package var encrypted: Bool
     package var fdb: [EndpointPlan]
@@ -126,6 +149,8 @@ package struct NetworkPlan: Sendable {
 package struct EndpointPlan: Sendable, Equatable {
     package var mac: MAC
     package var ip: UInt32
+    /// The endpoint's IPv6 address (`.v6`), if the network has a `subnet6`.
+    package var ip6: IPAddress?
     package var node: String
     package var underlay: IPAddress
 }
@@ -136,17 +161,44 @@ package struct IPv4Prefix: Sendable, Equatable, CustomStringConvertible {
     package var length: Int
 
     package init?(_ text: String) {
-        let parts = text.split(separator: "/")
-        guard parts.count == 2, let len = Int(parts[1]), (0...32).contains(len),
-            case .v4(let a)? = IPAddress(parts[0])
-        else { return nil }
+        guard let p = parsePrefix(text, v4: true), case .v4(let a) = p.address else { return nil }
         address = a
-        length = len
+        length = p.length
     }
 
     package var mask: UInt32 { length == 0 ? 0 : ~UInt32(0) << (32 - length) }
     package func contains(_ ip: UInt32) -> Bool { ip & mask == address & mask }
     package var description: String { "\(IPAddress.v4(address))/\(length)" }
+}
+
+/// An IPv6 prefix; the address is `.v6`.
+package struct IPv6Prefix: Sendable, Equatable, CustomStringConvertible {
+    package var address: IPAddress
+    package var length: Int
+
+    package init?(_ text: String) {
+        guard let p = parsePrefix(text, v4: false) else { return nil }
+        address = p.address
+        length = p.length
+    }
+
+    package func contains(_ ip: IPAddress) -> Bool {
+        guard case .v6(let hi, let lo) = ip, case .v6(let phi, let plo) = address else { return false }
+        let mhi: UInt64 = length == 0 ? 0 : length >= 64 ? ~0 : ~UInt64(0) << (64 - length)
+        let mlo: UInt64 = length <= 64 ? 0 : length == 128 ? ~0 : ~UInt64(0) << (128 - length)
+        return hi & mhi == phi & mhi && lo & mlo == plo & mlo
+    }
+
+    package var description: String { "\(address)/\(length)" }
+}
+
+/// "address/length" of the given family, the length within the address's bits.
+private func parsePrefix(_ text: String, v4: Bool) -> (address: IPAddress, length: Int)? {
+    let parts = text.split(separator: "/")
+    guard parts.count == 2, let len = Int(parts[1]), (0...(v4 ? 32 : 128)).contains(len),
+        let a = IPAddress(parts[0]), a.isV4 == v4
+    else { return nil }
+    return (a, len)
 }
 
 /// A 48-bit Ethernet address, stored in the low bits of a UInt64 (first octet most significant).
@@ -171,9 +223,9 @@ package struct MAC: Hashable, Sendable, CustomStringConvertible {
 }
 
 extension OverlayConfig {
-    /// The encapsulation overhead in bytes for a network over an IPv4 underlay.
-    package static func overheadBytes(encrypted: Bool) -> Int {
-        Encapsulation.plaintextOverheadBytes + (encrypted ? espOverheadBytes : 0)
+    /// The encapsulation overhead in bytes for a network over an IPv4 or IPv6 underlay.
+    package static func overheadBytes(encrypted: Bool, ipv6Underlay: Bool = false) -> Int {
+        Encapsulation.plaintextOverheadBytes(ipv6Underlay: ipv6Underlay) + (encrypted ? espOverheadBytes : 0)
     }
 
     /// ESP in UDP keeps the outer IPv4 + UDP (now to 4500) and adds what the ESP engine writes
@@ -184,9 +236,11 @@ extension OverlayConfig {
     /// Validates every field; the error names the first bad one.
     package func validate() throws(ConfigError) -> OverlayPlan {
         guard !node.isEmpty else { throw ConfigError(field: "node", "must not be empty") }
-        guard case .v4(let under)? = IPAddress(underlay.address) else {
-            throw ConfigError(field: "underlay.address", "expected an IPv4 address, got \"\(underlay.address)\"")
+        guard let under = IPAddress(underlay.address) else {
+            throw ConfigError(
+                field: "underlay.address", "expected an IPv4 or IPv6 address, got \"\(underlay.address)\"")
         }
+        let family = under.isV4 ? "IPv4" : "IPv6"
         let umtu = underlay.mtu ?? 1500
         guard (576...65535).contains(umtu) else { throw ConfigError(field: "underlay.mtu", "expected 576...65535") }
         let vport = underlay.vxlanPort ?? Encapsulation.vxlanPort
@@ -198,6 +252,10 @@ extension OverlayConfig {
         let spin = underlay.busyPollMicroseconds ?? OverlayPlan.defaultBusyPollMicroseconds
         guard (0...10_000).contains(spin) else {
             throw ConfigError(field: "underlay.busyPollMicroseconds", "expected 0...10000")
+        }
+        let queueCount = queues ?? 1
+        guard (1...OverlayPlan.maxQueues).contains(queueCount) else {
+            throw ConfigError(field: "queues", "expected 1...\(OverlayPlan.maxQueues) (VTEP threads)")
         }
         guard !networks.isEmpty else { throw ConfigError(field: "networks", "at least one network is needed") }
         var peers: [String: IPAddress] = [:]
@@ -214,17 +272,26 @@ extension OverlayConfig {
             guard let subnet = IPv4Prefix(net.subnet) else {
                 throw ConfigError(field: "\(f).subnet", "expected an IPv4 prefix like 198.19.0.0/24")
             }
+            var subnet6: IPv6Prefix? = nil
+            if let text = net.subnet6 {
+                guard let p = IPv6Prefix(text) else {
+                    throw ConfigError(field: "\(f).subnet6", "expected an IPv6 prefix like 2001:2:0:19::/64")
+                }
+                subnet6 = p
+            }
             let encrypted = net.encrypted ?? false
-            let maxMTU = umtu - Self.overheadBytes(encrypted: encrypted)
+            let overhead = Self.overheadBytes(encrypted: encrypted, ipv6Underlay: !under.isV4)
+            let maxMTU = umtu - overhead
             let mtu = net.mtu ?? maxMTU
             guard (68...maxMTU).contains(mtu) else {
                 throw ConfigError(
                     field: "\(f).mtu",
-                    "expected 68...\(maxMTU) (underlay MTU \(umtu) minus \(Self.overheadBytes(encrypted: encrypted)) bytes of encapsulation)"
+                    "expected 68...\(maxMTU) (underlay MTU \(umtu) minus \(overhead) bytes of encapsulation)"
                 )
             }
             var macs = Set<UInt64>()
             var ips = Set<UInt32>()
+            var ip6s = Set<IPAddress>()
             var fdb: [EndpointPlan] = []
             for (e, ep) in net.fdb.enumerated() {
                 let g = "\(f).fdb[\(e)]"
@@ -236,27 +303,38 @@ extension OverlayConfig {
                     throw ConfigError(field: "\(g).ip", "expected an IPv4 address inside \(subnet)")
                 }
                 guard ips.insert(ip).inserted else { throw ConfigError(field: "\(g).ip", "duplicate IP") }
+                var ip6: IPAddress? = nil
+                if let text = ep.ip6 {
+                    guard let subnet6 else {
+                        throw ConfigError(field: "\(g).ip6", "the network has no subnet6")
+                    }
+                    guard let a = IPAddress(text), subnet6.contains(a) else {
+                        throw ConfigError(field: "\(g).ip6", "expected an IPv6 address inside \(subnet6)")
+                    }
+                    guard ip6s.insert(a).inserted else { throw ConfigError(field: "\(g).ip6", "duplicate IP") }
+                    ip6 = a
+                }
                 guard !ep.node.isEmpty else { throw ConfigError(field: "\(g).node", "must not be empty") }
-                guard case .v4? = IPAddress(ep.underlay), let u = IPAddress(ep.underlay) else {
-                    throw ConfigError(field: "\(g).underlay", "expected an IPv4 address")
+                guard let u = IPAddress(ep.underlay), u.isV4 == under.isV4 else {
+                    throw ConfigError(field: "\(g).underlay", "expected an \(family) address, like underlay.address")
                 }
                 if ep.node == node {
-                    guard u == .v4(under) else {
+                    guard u == under else {
                         throw ConfigError(
                             field: "\(g).underlay", "node \(node) is this node, whose underlay is \(under)")
                     }
                 } else if let known = peers[ep.node], known != u {
                     throw ConfigError(field: "\(g).underlay", "node \(ep.node) was given underlay \(known) before")
-                } else if u == .v4(under) || peers.contains(where: { $0.key != ep.node && $0.value == u }) {
+                } else if u == under || peers.contains(where: { $0.key != ep.node && $0.value == u }) {
                     throw ConfigError(field: "\(g).underlay", "\(u) is another node's underlay address")
                 } else {
                     peers[ep.node] = u
                 }
-                fdb.append(EndpointPlan(mac: mac, ip: ip, node: ep.node, underlay: u))
+                fdb.append(EndpointPlan(mac: mac, ip: ip, ip6: ip6, node: ep.node, underlay: u))
             }
             plans.append(
                 NetworkPlan(
-                    name: net.name ?? "vni\(net.vni)", vni: UInt32(net.vni), subnet: subnet, mtu: mtu,
+                    name: net.name ?? "vni\(net.vni)", vni: UInt32(net.vni), subnet: subnet, subnet6: subnet6, mtu: mtu,
                     encrypted: encrypted, fdb: fdb))
         }
         if plans.contains(where: { $0.encrypted }) {
@@ -266,8 +344,9 @@ extension OverlayConfig {
             }
         }
         return OverlayPlan(
-            node: node, underlayAddress: .v4(under), underlayMTU: umtu, vxlanPort: UInt16(vport),
-            espPort: UInt16(eport), control: control, busyPollMicroseconds: spin, networks: plans,
+            node: node, underlayAddress: under, underlayMTU: umtu, vxlanPort: UInt16(vport),
+            espPort: UInt16(eport), control: control, busyPollMicroseconds: spin, queues: queueCount,
+            networks: plans,
             peers: peers.keys.sorted().map { OverlayPlan.Peer(node: $0, underlay: peers[$0]!) }, keyRing: keyRing)
     }
 }

@@ -10,13 +10,18 @@ package struct OverlayCounters: Codable, Sendable, Equatable {
     package var udpDatagramsIn: UInt64 = 0
     package var arpReplies: UInt64 = 0
     package var icmpFragmentationNeededSent: UInt64 = 0
+    /// Neighbor advertisements answered from the FDB (the IPv6 counterpart of `arpReplies`).
+    package var ndpAdvertisements: UInt64 = 0
+    package var icmpv6PacketTooBigSent: UInt64 = 0
 
     // Drops, by cause.
     /// A frame to a MAC address the FDB does not place on another node.
     package var dropNoRoute: UInt64 = 0
-    /// A broadcast or multicast frame other than an ARP request we answer (nothing is flooded).
+    /// A broadcast or multicast frame other than an ARP request or neighbor solicitation we
+    /// answer (nothing is flooded).
     package var dropFloodSuppressed: UInt64 = 0
-    /// A frame larger than the network MTU allows (ICMP sent back when the sender set DF).
+    /// A frame larger than the network MTU allows (ICMP sent back when the sender set DF; ICMPv6
+    /// "packet too big" for IPv6).
     package var dropMTU: UInt64 = 0
     /// A datagram too short for VXLAN + Ethernet, with the I flag clear, or truncated.
     package var dropMalformed: UInt64 = 0
@@ -38,6 +43,23 @@ package struct OverlayCounters: Codable, Sendable, Equatable {
     package init() {}
 }
 
+extension OverlayCounters {
+    /// Every counter but `lastSendErrno`, for sums over queues.
+    static var all: [WritableKeyPath<OverlayCounters, UInt64>] {
+        [
+            \.tapFramesIn, \.tapFramesOut, \.udpDatagramsOut, \.udpDatagramsIn, \.arpReplies,
+            \.icmpFragmentationNeededSent, \.ndpAdvertisements, \.icmpv6PacketTooBigSent, \.dropNoRoute,
+            \.dropFloodSuppressed, \.dropMTU, \.dropMalformed, \.dropUnknownVNI, \.dropWrongEncapsulation,
+            \.dropNoTxSA, \.dropESP, \.dropSendFailed, \.dropTapWriteFailed,
+        ]
+    }
+
+    mutating func add(_ other: OverlayCounters) {
+        for k in Self.all { self[keyPath: k] += other[keyPath: k] }
+        if other.lastSendErrno != 0 { lastSendErrno = other.lastSendErrno }
+    }
+}
+
 /// Per-peer traffic, indexed like `OverlayPlan.peers`.
 package struct PeerCounters: Codable, Sendable, Equatable {
     package var txPackets: UInt64 = 0
@@ -45,4 +67,11 @@ package struct PeerCounters: Codable, Sendable, Equatable {
     package var rxPackets: UInt64 = 0
     package var rxBytes: UInt64 = 0
     package init() {}
+
+    mutating func add(_ o: PeerCounters) {
+        txPackets += o.txPackets
+        txBytes += o.txBytes
+        rxPackets += o.rxPackets
+        rxBytes += o.rxBytes
+    }
 }

@@ -5,6 +5,8 @@
 //     answered locally, turning the request into the reply in place; nothing is flooded.
 //   - ICMP "fragmentation needed" (RFC 792, RFC 1191): an IPv4 packet with DF set that is
 //     larger than the network MTU gets this error back, built into a scratch buffer.
+//   - Their IPv6 counterparts (neighbor discovery, "packet too big") are in
+//     OverlayFrames+IPv6.swift.
 //
 // Every function takes raw bytes and returns a value; the caller counts and does the I/O.
 
@@ -123,6 +125,12 @@ package enum Frames {
 
     /// The Internet checksum (RFC 1071) of `count` bytes at `offset`.
     package static func checksum(_ b: UnsafeMutableRawBufferPointer, _ offset: Int, _ count: Int) -> UInt16 {
+        fold(sum(b, offset, count))
+    }
+
+    /// The 16-bit big-endian words of `count` bytes at `offset`, added up (not yet folded);
+    /// an odd last byte counts as the high half of a word.
+    static func sum(_ b: UnsafeMutableRawBufferPointer, _ offset: Int, _ count: Int) -> UInt32 {
         var sum: UInt32 = 0
         var i = offset
         while i + 1 < offset + count {
@@ -130,6 +138,12 @@ package enum Frames {
             i += 2
         }
         if i < offset + count { sum += UInt32(b[i]) << 8 }
+        return sum
+    }
+
+    /// The ones' complement of the folded sum: the value a checksum field holds.
+    static func fold(_ partial: UInt32) -> UInt16 {
+        var sum = partial
         while sum >> 16 != 0 { sum = (sum & 0xFFFF) + (sum >> 16) }
         return ~UInt16(sum)
     }

@@ -11,11 +11,22 @@ package struct OverlayInspection: Codable, Sendable {
     package var peers: [Peer]
     package var counters: OverlayCounters
     package var esp: ESPReport?
+    /// Per VTEP queue thread, when there are several.
+    package var queues: [Queue]? = nil
+
+    package struct Queue: Codable, Sendable {
+        package var queue: Int
+        package var tapFramesIn: UInt64
+        package var tapFramesOut: UInt64
+        package var udpDatagramsIn: UInt64
+        package var udpDatagramsOut: UInt64
+    }
 
     package struct Network: Codable, Sendable {
         package var name: String
         package var vni: UInt32
         package var subnet: String
+        package var subnet6: String?
         package var mtu: Int
         package var encrypted: Bool
         package var bridge: String
@@ -26,6 +37,7 @@ package struct OverlayInspection: Codable, Sendable {
     package struct Endpoint: Codable, Sendable {
         package var mac: String
         package var ip: String
+        package var ip6: String?
         package var node: String
         package var underlay: String
         package var local: Bool
@@ -41,10 +53,12 @@ package struct OverlayInspection: Codable, Sendable {
     package var text: String {
         var out = "node \(node)  underlay \(underlay) mtu \(underlayMTU)  vxlan :\(vxlanPort)  esp :\(espPort)\n"
         for n in networks {
-            out += "network \(n.name) vni \(n.vni) \(n.subnet) mtu \(n.mtu) \(n.encrypted ? "encrypted" : "plaintext")"
+            out +=
+                "network \(n.name) vni \(n.vni) \(n.subnet)\(n.subnet6.map { " " + $0 } ?? "") mtu \(n.mtu) \(n.encrypted ? "encrypted" : "plaintext")"
             out += "  bridge \(n.bridge) tap \(n.tap)\n"
             for e in n.fdb {
-                out += "  fdb \(e.mac) \(e.ip) node \(e.node) \(e.local ? "local" : "via \(e.underlay)")\n"
+                out +=
+                    "  fdb \(e.mac) \(e.ip)\(e.ip6.map { " " + $0 } ?? "") node \(e.node) \(e.local ? "local" : "via \(e.underlay)")\n"
             }
         }
         for p in peers {
@@ -57,15 +71,20 @@ package struct OverlayInspection: Codable, Sendable {
                 "esp sealed \(esp.sealedPackets) opened \(esp.openedPackets)  cipher \(esp.cipher)  epochs \(esp.epochs.map { "\($0.id):\($0.state)" }.joined(separator: " "))\n"
             for sa in esp.sas {
                 out +=
-                    "  sa spi 0x\(String(sa.spi, radix: 16)) epoch \(sa.epoch) \(sa.direction) peer \(sa.peer) seq \(sa.sequence)\n"
+                    "  sa spi 0x\(String(sa.spi, radix: 16)) epoch \(sa.epoch) \(sa.direction) peer \(sa.peer) queue \(sa.queue) seq \(sa.sequence)\n"
             }
             out += "  esp drops:"
             for (k, v) in esp.drops.sorted(by: { $0.key < $1.key }) { out += " \(k)=\(v)" }
             out += "\n"
         }
+        for q in queues ?? [] {
+            out += "queue \(q.queue): tapIn=\(q.tapFramesIn) tapOut=\(q.tapFramesOut) udpIn=\(q.udpDatagramsIn)"
+            out += " udpOut=\(q.udpDatagramsOut)\n"
+        }
         let c = counters
         out += "counters: tapIn=\(c.tapFramesIn) tapOut=\(c.tapFramesOut) udpOut=\(c.udpDatagramsOut)"
-        out += " udpIn=\(c.udpDatagramsIn) arpReplies=\(c.arpReplies) icmpFragNeeded=\(c.icmpFragmentationNeededSent)\n"
+        out += " udpIn=\(c.udpDatagramsIn) arpReplies=\(c.arpReplies) icmpFragNeeded=\(c.icmpFragmentationNeededSent)"
+        out += " ndpAdvertisements=\(c.ndpAdvertisements) icmp6PacketTooBig=\(c.icmpv6PacketTooBigSent)\n"
         out += "drops: noRoute=\(c.dropNoRoute) floodSuppressed=\(c.dropFloodSuppressed) mtu=\(c.dropMTU)"
         out += " malformed=\(c.dropMalformed) unknownVNI=\(c.dropUnknownVNI)"
         out += " wrongEncapsulation=\(c.dropWrongEncapsulation) noTxSA=\(c.dropNoTxSA) esp=\(c.dropESP)"
@@ -93,6 +112,7 @@ package struct ESPReport: Codable, Sendable {
         package var epoch: UInt32
         package var direction: String
         package var peer: String
+        package var queue: Int
         package var sequence: UInt64
     }
 

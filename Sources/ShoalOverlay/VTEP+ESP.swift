@@ -65,44 +65,63 @@ package enum KeyRotation {
 }
 
 extension OverlayNode {
-    /// Sets up a node from its plan, with an ESP engine when a network is encrypted.
+    /// Sets up a node from its plan, with ESP engines when a network is encrypted: one per VTEP
+    /// queue and one for the control socket (key changes, SA export, inspect), all sharing the
+    /// SAs' sequence counters and replay windows; key changes reach the queues' engines through
+    /// a `KeyRingBoard`.
     package static func start(plan: OverlayPlan) throws -> OverlayNode {
-        guard plan.encrypted, let ring = plan.keyRing else { return try OverlayNode(plan: plan, sealer: nil) }
-        let engine = try ESPEngine(localNode: plan.node, keyRing: ring, peers: plan.peers.map(\.node))
-        let node = try OverlayNode(plan: plan, sealer: engine)
+        guard plan.encrypted, let ring = plan.keyRing else {
+            return try OverlayNode(plan: plan, makeSealer: { _ in nil })
+        }
+        let states = SAStates()
+        let board = KeyRingBoard(ring)
+        let peers = plan.peers.map(\.node)
+        let engine = try ESPEngine(
+            localNode: plan.node, keyRing: ring, peers: peers, sharing: states, queues: 0..<plan.queues)
+        let node = try OverlayNode(plan: plan) { q in
+            QueueESP(
+                engine: try ESPEngine(
+                    localNode: plan.node, keyRing: board.current, peers: peers, sharing: states, queues: q..<(q + 1)),
+                board: board)
+        }
         var addresses = [plan.node: "\(plan.underlayAddress)"]
         for p in plan.peers { addresses[p.node] = "\(p.underlay)" }
-        node.keyControl = { [unowned engine] request in
+        node.keyControl = { [engine] request in
+            let next: KeyRing
+            let done: String
             switch request.op {
             case "keys-add":
                 guard let id = request.id, let key = request.key else {
                     throw ConfigError(field: "id", "keys add needs --id and --key")
                 }
-                try engine.update(keyRing: KeyRotation.add(engine.keyRing, id: id, key: key))
-                return "epoch \(id) installed receive-only"
+                next = try KeyRotation.add(engine.keyRing, id: id, key: key)
+                done = "epoch \(id) installed receive-only"
             case "keys-promote":
                 guard let id = request.id else { throw ConfigError(field: "id", "missing") }
-                try engine.update(keyRing: KeyRotation.promote(engine.keyRing, id: id))
-                return "epoch \(id) now transmits"
+                next = try KeyRotation.promote(engine.keyRing, id: id)
+                done = "epoch \(id) now transmits"
             case "keys-retire":
                 guard let id = request.id else { throw ConfigError(field: "id", "missing") }
-                try engine.update(keyRing: KeyRotation.retire(engine.keyRing, id: id))
-                return "epoch \(id) retired"
+                next = try KeyRotation.retire(engine.keyRing, id: id)
+                done = "epoch \(id) retired"
             case "export-sa":
                 return engine.exportWiresharkESPSA(addresses: addresses)
             default:
                 throw ConfigError(field: "op", "unknown request \(request.op)")
             }
+            try engine.update(keyRing: next)
+            board.post(next)
+            return done
         }
-        node.espReport = { [unowned engine] in
-            let c = engine.counters
+        node.espReport = { [engine, unowned node] in
+            let c = node.espCounters()
             return ESPReport(
                 cipher: engine.keyRing.cipher == .aes128 ? "aes-128-gcm" : "aes-256-gcm",
                 epochs: engine.keyRing.epochs.map { .init(id: $0.id, state: $0.state.rawValue) },
                 sas: engine.liveSAs().map {
                     .init(
                         spi: $0.spi, epoch: $0.epoch, direction: $0.direction.rawValue, peer: $0.peer,
-                        sequence: $0.sequence)
+                        queue: $0.queue, sequence: $0.sequence)
                 },
                 drops: [
                     "unknownSPI": c.unknownSPI, "replay": c.replay, "authenticationFailed": c.authenticationFailed,

@@ -1,8 +1,10 @@
 // The VTEP: one thread moving frames between the TAPs of the overlay networks and the underlay.
 //
-//   TAP(vni) ──read×B──► classify ──┬─ ARP request for a remote address ──► reply written to the TAP
+//   TAP(vni) ──read×B──► classify ──┬─ ARP request / neighbor solicitation for a remote address
+//                                   │    ──► reply / advertisement written to the TAP
 //                                   ├─ broadcast / unknown MAC ──► dropped, counted (no flooding)
-//                                   ├─ too big ──► ICMP frag-needed to the TAP, counted
+//                                   ├─ too big ──► ICMP frag-needed / ICMPv6 packet too big to
+//                                   │              the TAP, counted
 //                                   └─ unicast to a remote MAC ──► VXLAN header written in the
 //                                      headroom ─┬─ plaintext ──► sendmmsg to peer:4789
 //                                                └─ encrypted ──► sealed in place ──► sendmmsg to peer:4500
@@ -49,6 +51,8 @@ package final class VTEP {
         package var macToPeer: [UInt64: Int]
         /// Overlay IPv4 (host order) → MAC, for remote endpoints only: the ARP answers.
         package var arp: [UInt32: UInt64]
+        /// Overlay IPv6 → MAC, for remote endpoints only: the neighbor advertisements.
+        package var ndp: [IPAddress: UInt64]
     }
 
     package let plan: OverlayPlan
@@ -59,9 +63,9 @@ package final class VTEP {
     private var rxTapFDs: [CInt] = []
     private var rxEncrypted: [Bool] = []
     private var rxMaxFrame: [Int] = []
-    private var peerByUnderlay: [UInt32: Int] = [:]
-    private var peerVXLAN: [sockaddr_in] = []
-    private var peerESP: [sockaddr_in] = []
+    private var peerByUnderlay: [IPAddress: Int] = [:]
+    private var peerVXLAN: [UDPDestination] = []
+    private var peerESP: [UDPDestination] = []
     package var counters = OverlayCounters()
     package var peerCounters: [PeerCounters]
     package var sealer: (any OverlaySealer)?
@@ -84,7 +88,9 @@ package final class VTEP {
     /// Receive-side TCP coalescing, one per network.
     private let coalescers: [TCPCoalescer]
 
-    /// `tapFDs[i]` is network i's TAP (owned by the caller); sockets are bound here.
+    /// `tapFDs[i]` is network i's TAP (owned by the caller); sockets are bound here. With
+    /// `plan.queues > 1` this VTEP is one queue's: its sockets join the SO_REUSEPORT groups of
+    /// the underlay ports (bind them in queue order: the order is the steering index).
     package init(plan: OverlayPlan, tapFDs: [CInt], sealer: (any OverlaySealer)?) throws(SystemError) {
         self.plan = plan
         self.sealer = sealer
@@ -94,15 +100,17 @@ package final class VTEP {
         for (i, n) in plan.networks.enumerated() {
             var macToPeer: [UInt64: Int] = [:]
             var arp: [UInt32: UInt64] = [:]
+            var ndp: [IPAddress: UInt64] = [:]
             for e in n.fdb {
                 if e.node == plan.node {
                     macToPeer[e.mac.value] = -1
                 } else {
                     macToPeer[e.mac.value] = peerIndex[e.node]!
                     arp[e.ip] = e.mac.value
+                    if let ip6 = e.ip6 { ndp[ip6] = e.mac.value }
                 }
             }
-            nets.append(Network(plan: n, tapFD: tapFDs[i], macToPeer: macToPeer, arp: arp))
+            nets.append(Network(plan: n, tapFD: tapFDs[i], macToPeer: macToPeer, arp: arp, ndp: ndp))
             rxVNIs.append(n.vni)
             rxTapFDs.append(tapFDs[i])
             rxEncrypted.append(n.encrypted)
@@ -110,22 +118,28 @@ package final class VTEP {
         }
         networks = nets
         for (i, p) in plan.peers.enumerated() {
-            guard case .v4(let a) = p.underlay else { continue }
-            peerByUnderlay[a] = i
-            peerVXLAN.append(BatchUDP.sockaddr(a, port: plan.vxlanPort))
-            peerESP.append(BatchUDP.sockaddr(a, port: plan.espPort))
+            peerByUnderlay[p.underlay] = i
+            peerVXLAN.append(UDPDestination(SocketAddress(ip: p.underlay, port: plan.vxlanPort)))
+            peerESP.append(UDPDestination(SocketAddress(ip: p.underlay, port: plan.espPort)))
         }
         peerCounters = Array(repeating: PeerCounters(), count: plan.peers.count)
+        let shared = plan.queues > 1
         vxlan = try BatchUDP(
-            bind: SocketAddress(ip: plan.underlayAddress, port: plan.vxlanPort), capacity: Self.batchPackets)
+            bind: SocketAddress(ip: plan.underlayAddress, port: plan.vxlanPort), capacity: Self.batchPackets,
+            reusePort: shared)
         if plan.networks.contains(where: { $0.encrypted }) {
             esp = try BatchUDP(
-                bind: SocketAddress(ip: plan.underlayAddress, port: plan.espPort), capacity: Self.batchPackets)
+                bind: SocketAddress(ip: plan.underlayAddress, port: plan.espPort), capacity: Self.batchPackets,
+                reusePort: shared)
         } else {
             esp = nil
         }
         try vxlan.enableGRO()
         try esp?.enableGRO()
+        if shared {
+            try vxlan.steerByCPU(queues: plan.queues)
+            try esp?.steerByCPU(queues: plan.queues)
+        }
         coalescers = plan.networks.map { _ in TCPCoalescer() }
         readBuffer = .allocate(byteCount: Self.slotBytes, alignment: 64)
         sendArena = .allocate(byteCount: Self.slotBytes * Self.batchPackets, alignment: 64)
@@ -318,35 +332,56 @@ package final class VTEP {
         }
     }
 
+    /// Answers an ARP request or a neighbor solicitation for a remote endpoint from the FDB;
+    /// drops (and counts) any other broadcast or multicast frame.
     private func answerBroadcast(_ frame: UnsafeMutableRawBufferPointer, _ net: Network) {
-        guard let target = Frames.arpRequestTarget(frame), let mac = net.arp[target] else {
-            counters.dropFloodSuppressed += 1
-            return
-        }
-        let len = Frames.arpReply(frame, mac: mac)
-        // The frame sits right after the virtio_net_hdr it was read with: reuse that room.
-        let start = frame.baseAddress! - VirtioNetHeader.bytes
-        VirtioNetHeader.writePlain(start, flags: 0)
-        if Glibc.write(net.tapFD, start, VirtioNetHeader.bytes + len) == VirtioNetHeader.bytes + len {
-            counters.arpReplies += 1
+        if let target = Frames.arpRequestTarget(frame), let mac = net.arp[target] {
+            let len = Frames.arpReply(frame, mac: mac)
+            // The frame sits right after the virtio_net_hdr it was read with: reuse that room.
+            if writeToTap(net.tapFD, frame.baseAddress! - VirtioNetHeader.bytes, frameBytes: len) {
+                counters.arpReplies += 1
+            }
+        } else if let target = Frames.neighborSolicitationTarget(frame), let mac = net.ndp[target],
+            let len = Frames.neighborAdvertisement(frame, mac: mac, into: scratchFrame)
+        {
+            if writeToTap(net.tapFD, scratch.baseAddress!, frameBytes: len) { counters.ndpAdvertisements += 1 }
         } else {
-            counters.dropTapWriteFailed += 1
+            counters.dropFloodSuppressed += 1
         }
     }
 
+    /// Counts the oversize frame and, when the sender can learn from it, writes back ICMP
+    /// "fragmentation needed" (IPv4 with DF) or ICMPv6 "packet too big".
     private func tooBig(_ frame: UnsafeMutableRawBufferPointer, _ net: Network) {
         counters.dropMTU += 1
-        let vh = VirtioNetHeader.bytes
-        guard Frames.isIPv4DontFragment(frame),
-            let len = Frames.fragmentationNeeded(
-                frame, mtu: net.plan.mtu, into: UnsafeMutableRawBufferPointer(rebasing: scratch[vh...]))
-        else { return }
-        VirtioNetHeader.writePlain(scratch.baseAddress!, flags: 0)
-        if Glibc.write(net.tapFD, scratch.baseAddress, vh + len) == vh + len {
-            counters.icmpFragmentationNeededSent += 1
-        } else {
-            counters.dropTapWriteFailed += 1
+        if Frames.isIPv4DontFragment(frame) {
+            if let len = Frames.fragmentationNeeded(frame, mtu: net.plan.mtu, into: scratchFrame),
+                writeToTap(net.tapFD, scratch.baseAddress!, frameBytes: len)
+            {
+                counters.icmpFragmentationNeededSent += 1
+            }
+        } else if let len = Frames.packetTooBig(frame, mtu: net.plan.mtu, into: scratchFrame),
+            writeToTap(net.tapFD, scratch.baseAddress!, frameBytes: len)
+        {
+            counters.icmpv6PacketTooBigSent += 1
         }
+    }
+
+    /// The scratch buffer after room for a virtio_net_hdr: where locally built frames go.
+    private var scratchFrame: UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(rebasing: scratch[VirtioNetHeader.bytes...])
+    }
+
+    /// Writes a plain virtio_net_hdr at `start` and the frame of `frameBytes` after it to the
+    /// TAP; counts a failure.
+    private func writeToTap(_ fd: CInt, _ start: UnsafeMutableRawPointer, frameBytes: Int) -> Bool {
+        VirtioNetHeader.writePlain(start, flags: 0)
+        let total = VirtioNetHeader.bytes + frameBytes
+        guard Glibc.write(fd, start, total) == total else {
+            counters.dropTapWriteFailed += 1
+            return false
+        }
+        return true
     }
 
     // MARK: underlay → TAP

@@ -14,7 +14,26 @@ package struct RaftBenchResult: Sendable {
     package var p50Micros: Double
     package var p99Micros: Double
     package var walSyncs: Int
+    /// CPU time (user + system) of the whole process over the run: every node and client thread
+    /// in-process; 0 when not measured (the load client cannot see the nodes).
+    package var cpuSeconds: Double = 0
     package var commitsPerSecond: Double { Double(commits) / seconds }
+    /// CPU per commit: steadier than commits/s on a shared machine whose fsync latency wanders.
+    package var cpuMicrosPerCommit: Double { commits == 0 ? 0 : cpuSeconds * 1e6 / Double(commits) }
+}
+
+/// User + system CPU seconds consumed so far by this process (all threads).
+func processCPUSeconds() -> Double {
+    var u = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &u)
+    func s(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+    return s(u.ru_utime) + s(u.ru_stime)
+}
+
+/// The `p` quantile (0...1) of sorted nanosecond latencies, in microseconds; 0 when empty.
+package func percentileMicros(_ sortedNanos: [UInt64], _ p: Double) -> Double {
+    guard !sortedNanos.isEmpty else { return 0 }
+    return Double(sortedNanos[min(sortedNanos.count - 1, Int(Double(sortedNanos.count) * p))]) / 1000
 }
 
 package enum RaftBench {
@@ -72,6 +91,7 @@ package enum RaftBench {
         let group = DispatchGroup()
         let value = [UInt8](repeating: 0x5A, count: valueBytes)
         let start = DispatchTime.now().uptimeNanoseconds
+        let cpuStart = processCPUSeconds()
         for c in 0..<clients {
             group.enter()
             Thread {
@@ -90,13 +110,12 @@ package enum RaftBench {
         }
         group.wait()
         let elapsed = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        let cpu = processCPUSeconds() - cpuStart
         let lat = latencies.withLock { $0 }.sorted()
-        func pct(_ p: Double) -> Double {
-            lat.isEmpty ? 0 : Double(lat[min(lat.count - 1, Int(Double(lat.count) * p))]) / 1000
-        }
         return RaftBenchResult(
-            nodes: size, encrypted: encrypt, commits: lat.count, seconds: elapsed, p50Micros: pct(0.5),
-            p99Micros: pct(0.99), walSyncs: leader.status.walSyncs - syncsBefore)
+            nodes: size, encrypted: encrypt, commits: lat.count, seconds: elapsed,
+            p50Micros: percentileMicros(lat, 0.5), p99Micros: percentileMicros(lat, 0.99),
+            walSyncs: leader.status.walSyncs - syncsBefore, cpuSeconds: cpu)
     }
 
     /// Crashes (stops) the leader `kills` times; returns the milliseconds from each crash until a

@@ -1,5 +1,5 @@
 // Raft's durable state on top of ShoalStorage: the WAL holds entries and hard states, the snapshot
-// file holds the latest snapshot (state machine image + voters).
+// file holds the latest snapshot (state machine image + membership).
 //
 //   record: kind u8 | body;  1 = entry (term u64, index u64, kind u8, data blob), 2 = hard state
 //   (term, vote, commit u64)
@@ -147,7 +147,7 @@ package final class DurableStorage {
         var w = ByteWriter()
         w.u64(s.index)
         w.u64(s.term)
-        w.blob(Configuration.encode(s.voters))
+        w.blob(Configuration.encode(s.voters, learners: s.learners))
         w.blob(s.data)
         return w.bytes
     }
@@ -156,7 +156,8 @@ package final class DurableStorage {
         var r = ByteReader(b)
         let index = try r.u64()
         let term = try r.u64()
-        let voters = Configuration.decode(try r.blob())
-        return Snapshot(index: index, term: term, voters: voters, data: try r.blob())
+        let members = Configuration.decode(try r.blob())
+        return Snapshot(
+            index: index, term: term, voters: members.voters, learners: members.learners, data: try r.blob())
     }
 }

@@ -4,7 +4,7 @@
 //            flags u8 (1 reject, 2 has snapshot) | rejectHint u64 | context u64 |
 //            n u32 | n × entry | [snapshot]
 //   entry:   term u64 | index u64 | kind u8 | data blob
-//   snapshot: index u64 | term u64 | voters blob | data blob
+//   snapshot: index u64 | term u64 | membership blob (see `Configuration`) | data blob
 
 package enum MessageCodec {
     package static func encode(_ m: Message, into w: inout ByteWriter) {
@@ -28,7 +28,7 @@ package enum MessageCodec {
         if let s = m.snapshot {
             w.u64(s.index)
             w.u64(s.term)
-            w.blob(Configuration.encode(s.voters))
+            w.blob(Configuration.encode(s.voters, learners: s.learners))
             w.blob(s.data)
         }
     }
@@ -66,7 +66,9 @@ package enum MessageCodec {
             let term = try r.u64()
             let vb = try r.blob()
             guard vb.count % 8 == 0 else { throw .truncated }
-            m.snapshot = Snapshot(index: index, term: term, voters: Configuration.decode(vb), data: try r.blob())
+            let members = Configuration.decode(vb)
+            m.snapshot = Snapshot(
+                index: index, term: term, voters: members.voters, learners: members.learners, data: try r.blob())
         }
         return m
     }

@@ -25,8 +25,12 @@ package enum RaftNodeError: Error, Sendable, Equatable, CustomStringConvertible 
     /// The command may or may not have been applied (leadership changed, or the wait timed out).
     case unknownOutcome
     case stopped
+    /// The leader refused the request (a membership change that does not apply, is pending, or
+    /// promotes a learner that has not caught up); the reason names the `RaftError`.
+    case refused(String)
     package var description: String {
         switch self {
+        case .refused(let why): return "refused by the leader: \(why)"
         case .notLeader(let l): return l == 0 ? "no leader known" : "not the leader; try node \(l)"
         case .unknownOutcome: return "outcome unknown (leadership changed or timed out)"
         case .stopped: return "node stopped"
@@ -45,6 +49,9 @@ package struct RaftNodeOptions: Sendable {
     package var electionTicks = 10
     package var snapshotEntries: UInt64 = 10_000
     package var seed: UInt64 = 0
+    /// Start with an empty log instead of bootstrapping `voters` (a node joining a running
+    /// cluster, which the leader then adds as a learner or voter).
+    package var join = false
 
     package init(id: NodeID, voters: [NodeID], dataDirectory: String) {
         self.id = id
@@ -60,6 +67,7 @@ package struct RaftNodeStatus: Sendable, Equatable {
     package var commit: UInt64 = 0
     package var applied: UInt64 = 0
     package var walSyncs = 0
+    package var membership = Membership(voters: [])
 }
 
 package typealias KVCallback = @Sendable (Result<KVResult, RaftNodeError>) -> Void
@@ -70,6 +78,7 @@ package final class RaftNode: Sendable {
         var proposals: [(KVRequest, KVCallback)] = []
         var reads: [(String, KVCallback)] = []
         var transfers: [NodeID] = []
+        var confChanges: [(ConfChange, KVCallback)] = []
         var stopped = false
     }
 
@@ -99,7 +108,7 @@ package final class RaftNode: Sendable {
         createdUnlockKey = created
         let storage = try DurableStorage(directory: options.dataDirectory, keyRing: ring)
         var state = storage.initialState
-        if storage.isEmpty {
+        if storage.isEmpty && !options.join {
             state = RaftInitialState.bootstrap(voters: options.voters)
             try storage.save(Ready(hardState: state.hardState, entries: state.entries))
         }
@@ -142,6 +151,13 @@ package final class RaftNode: Sendable {
         wake.signal()
     }
 
+    /// Proposes a membership change on the leader; the callback gets `.ok` once the change is
+    /// applied here (so committed), or why not.
+    package func changeMembership(_ change: ConfChange, _ callback: @escaping KVCallback) {
+        inbox.withLock { $0.confChanges.append((change, callback)) }
+        wake.signal()
+    }
+
     package func transferLeadership(to target: NodeID) {
         inbox.withLock { $0.transfers.append(target) }
         wake.signal()
@@ -149,20 +165,25 @@ package final class RaftNode: Sendable {
 
     /// Blocking helpers for tests, the CLI server and the benchmark.
     package func submitAndWait(_ request: KVRequest, timeoutSeconds: Double = 5) -> Result<KVResult, RaftNodeError> {
-        let box = Mutex<Result<KVResult, RaftNodeError>?>(nil)
-        let sem = DispatchSemaphore(value: 0)
-        submit(request) { r in
-            box.withLock { $0 = r }
-            sem.signal()
-        }
-        guard sem.wait(timeout: .now() + timeoutSeconds) == .success else { return .failure(.unknownOutcome) }
-        return box.withLock { $0! }
+        Self.wait(timeoutSeconds) { submit(request, $0) }
     }
 
     package func readAndWait(_ key: String, timeoutSeconds: Double = 5) -> Result<KVResult, RaftNodeError> {
+        Self.wait(timeoutSeconds) { read(key, $0) }
+    }
+
+    package func changeMembershipAndWait(
+        _ change: ConfChange, timeoutSeconds: Double = 5
+    ) -> Result<KVResult, RaftNodeError> {
+        Self.wait(timeoutSeconds) { changeMembership(change, $0) }
+    }
+
+    private static func wait(
+        _ timeoutSeconds: Double, _ start: (@escaping KVCallback) -> Void
+    ) -> Result<KVResult, RaftNodeError> {
         let box = Mutex<Result<KVResult, RaftNodeError>?>(nil)
         let sem = DispatchSemaphore(value: 0)
-        read(key) { r in
+        start { r in
             box.withLock { $0 = r }
             sem.signal()
         }
@@ -184,6 +205,7 @@ package final class RaftNode: Sendable {
             b.proposals = []
             b.reads = []
             b.transfers = []
+            b.confChanges = []
             return out
         }
     }
@@ -210,6 +232,7 @@ private final class Driver {
     var waiting: [UInt64: (KVCallback, UInt64)] = [:]  // request id -> (callback, proposal index)
     var reads: [UInt64: (String, KVCallback, UInt64?)] = [:]  // context -> (key, callback, read index)
     var nextContext: UInt64 = 1
+    var confWaiting: [(index: UInt64, callback: KVCallback)] = []
 
     init(
         raft: RawNode, storage: DurableStorage, sm: KVStateMachine, transport: any RaftTransport,
@@ -252,6 +275,15 @@ private final class Driver {
                 }
             }
             for t in inbox.transfers { try? raft.transferLeader(to: t) }
+            for (change, cb) in inbox.confChanges {
+                do {
+                    confWaiting.append((try raft.proposeConfChange(change), cb))
+                } catch .notLeader(let l) {
+                    cb(.failure(.notLeader(leader: l)))
+                } catch {
+                    cb(.failure(.refused("\(error)")))
+                }
+            }
             let now = DispatchTime.now().uptimeNanoseconds
             while now >= nextTick {
                 let wasLeader = raft.role == .leader
@@ -270,7 +302,7 @@ private final class Driver {
             node.publish(
                 RaftNodeStatus(
                     role: raft.role, term: raft.term, leader: raft.leader, commit: raft.commit, applied: raft.applied,
-                    walSyncs: storage.walSyncs))
+                    walSyncs: storage.walSyncs, membership: raft.membership))
         }
     }
 
@@ -306,6 +338,10 @@ private final class Driver {
                 reads[ctx] = nil
                 cb(.success(.value(sm.get(key))))
             }
+            while let w = confWaiting.first, raft.applied >= w.index {
+                confWaiting.removeFirst()
+                w.callback(.success(.ok))
+            }
             if wasLeader && raft.role != .leader { failAll(.unknownOutcome) }
             if raft.applied >= raft.snapshot.index + options.snapshotEntries {
                 raft.compact(snapshotData: sm.snapshot())
@@ -323,6 +359,8 @@ private final class Driver {
         waiting = [:]
         for (_, (_, cb, _)) in reads { cb(.failure(e)) }
         reads = [:]
+        for w in confWaiting { w.callback(.failure(e)) }
+        confWaiting = []
     }
 }
 

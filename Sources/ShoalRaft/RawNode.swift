@@ -15,8 +15,11 @@
 // Features: randomized election timeouts (seeded), pre-vote, check-quorum with leader lease,
 // leader transfer (TimeoutNow), pipelined replication with an inflight window and batching,
 // commit only of current-term entries by majority, ReadIndex, snapshots/InstallSnapshot, and
-// single-server membership changes that take effect when applied, at most one pending, and only
-// after the leader has committed an entry in its term.
+// single-server membership changes (add or remove a voter, add a learner, promote a learner) that
+// take effect when applied, at most one pending, and only after the leader has committed an entry
+// in its term. Learners get appends, heartbeats and snapshots like any follower, but only voters
+// count: commit, votes, check-quorum and ReadIndex confirmations all take a majority of `voters`,
+// and a learner never campaigns (its election timeout does nothing).
 
 package struct RaftConfig: Sendable {
     package var id: NodeID
@@ -26,6 +29,10 @@ package struct RaftConfig: Sendable {
     package var checkQuorum: Bool = true
     package var maxEntriesPerMessage: Int = 256
     package var maxInflightMessages: Int = 64
+    /// The leader refuses to promote a learner whose acknowledged log (`match`) is more than this
+    /// many entries behind its commit index, or that has acknowledged nothing to this leader yet:
+    /// a lagging new voter would count in the quorum while unable to help form one.
+    package var maxPromotionLagEntries: UInt64 = 256
     package var seed: UInt64 = 1
 
     package init(id: NodeID, seed: UInt64 = 1) {
@@ -40,6 +47,11 @@ package enum RaftError: Error, Sendable, Equatable {
     case configurationChangePending
     case noCommittedEntryInTerm
     case notSingleServerChange
+    /// The change does not apply to the current membership (adding a member, promoting a
+    /// non-learner, removing a non-member or the last voter, node id 0).
+    case invalidConfChange
+    /// The learner's log is too far behind for promotion (see `RaftConfig.maxPromotionLagEntries`).
+    case learnerNotCaughtUp(match: UInt64, commit: UInt64)
     case compactBeyondApplied
 }
 
@@ -87,6 +99,8 @@ package struct RawNode: Sendable {
     package private(set) var leader: NodeID = 0
     /// Voters as of the last applied (or recovered committed) configuration entry.
     package private(set) var voters: [NodeID]
+    /// Learners as of the same entry; disjoint from `voters`.
+    package private(set) var learners: [NodeID]
 
     // Log: entries[i].index == snapshot.index + 1 + i.
     package private(set) var snapshot: Snapshot
@@ -122,9 +136,12 @@ package struct RawNode: Sendable {
         precondition(commit <= stableIndex && commit >= snapshot.index, "commit \(commit) outside the log")
         applied = state.snapshot.index
         voters = state.snapshot.voters
+        learners = state.snapshot.learners
         configurationIndex = state.snapshot.index
         for e in state.entries where e.kind == .configuration && e.index <= commit {
-            voters = Configuration.decode(e.data)
+            let m = Configuration.decode(e.data)
+            voters = m.voters
+            learners = m.learners
             configurationIndex = e.index
         }
         prevHardState = state.hardState
@@ -153,7 +170,10 @@ package struct RawNode: Sendable {
     }
 
     private var quorum: Int { voters.count / 2 + 1 }
+    /// Only a voter may campaign; a learner (or a node outside the configuration) never does.
     package var isPromotable: Bool { voters.contains(id) }
+    package var isLearner: Bool { learners.contains(id) }
+    package var membership: Membership { Membership(voters: voters, learners: learners) }
 
     // MARK: Inputs.
 
@@ -198,18 +218,35 @@ package struct RawNode: Sendable {
         return appendLocal([Entry(term: term, index: 0, kind: .normal, data: data)])
     }
 
-    /// Proposes a new voter set differing from the current one by exactly one node.
+    /// Proposes a new voter set differing from the current one by exactly one node: an added node
+    /// that is a learner is promoted, any other added node joins as a voter, a removed one leaves.
     package mutating func proposeConfiguration(_ newVoters: [NodeID]) throws(RaftError) -> UInt64 {
+        let old = Set(voters)
+        let new = Set(newVoters)
+        guard old.symmetricDifference(new).count == 1, !new.isEmpty else { throw .notSingleServerChange }
+        if let added = new.subtracting(old).first {
+            return try proposeConfChange(learners.contains(added) ? .promote(added) : .addVoter(added))
+        }
+        return try proposeConfChange(.remove(old.subtracting(new).first!))
+    }
+
+    /// Proposes one membership change. Refused while another is pending (proposed but not yet
+    /// applied here), before the leader has committed an entry of its term, and — for `promote` —
+    /// while the learner has acknowledged nothing to this leader or its `match` is more than
+    /// `maxPromotionLagEntries` behind the commit index (the caller retries once it caught up).
+    package mutating func proposeConfChange(_ change: ConfChange) throws(RaftError) -> UInt64 {
         guard role == .leader else { throw .notLeader(leader: leader) }
         guard leadTransferee == 0 else { throw .transferInProgress }
         guard pendingConfigurationIndex <= applied else { throw .configurationChangePending }
         guard termAt(commit) == term else { throw .noCommittedEntryInTerm }
-        let old = Set(voters)
-        let new = Set(newVoters)
-        guard old.symmetricDifference(new).count == 1, !new.isEmpty else { throw .notSingleServerChange }
-        let index = appendLocal([
-            Entry(term: term, index: 0, kind: .configuration, data: Configuration.encode(newVoters))
-        ])
+        guard let next = change.applied(to: membership) else { throw .invalidConfChange }
+        if case .promote(let learner) = change {
+            let match = progress[learner]?.match ?? 0
+            guard match > 0, match + config.maxPromotionLagEntries >= commit else {
+                throw .learnerNotCaughtUp(match: match, commit: commit)
+            }
+        }
+        let index = appendLocal([Entry(term: term, index: 0, kind: .configuration, data: Configuration.encode(next))])
         pendingConfigurationIndex = index
         return index
     }
@@ -245,7 +282,7 @@ package struct RawNode: Sendable {
         let t = termAt(index)!
         let cut = Int(index - snapshot.index)
         entries.removeFirst(cut)
-        snapshot = Snapshot(index: index, term: t, voters: voters, data: snapshotData)
+        snapshot = Snapshot(index: index, term: t, voters: voters, learners: learners, data: snapshotData)
     }
 
     package mutating func step(_ m: Message) {
@@ -410,7 +447,7 @@ package struct RawNode: Sendable {
         reset(term: term)
         role = .leader
         leader = id
-        for v in voters { progress[v] = Progress(next: lastIndex + 1) }
+        for v in voters + learners { progress[v] = Progress(next: lastIndex + 1) }
         progress[id]!.match = stableIndex
         progress[id]!.recentActive = true
         pendingConfigurationIndex = lastIndex  // conservatively wait for anything uncommitted
@@ -506,6 +543,7 @@ package struct RawNode: Sendable {
             stableIndex = Swift.min(stableIndex, s.index)
             pendingSnapshot = s
             voters = s.voters
+            learners = s.learners
             configurationIndex = s.index
         }
         send(Message(kind: .appendResp, from: id, to: m.from, term: term, index: lastIndex))
@@ -689,8 +727,9 @@ package struct RawNode: Sendable {
         }
     }
 
-    private mutating func applyConfiguration(_ newVoters: [NodeID]) {
-        voters = newVoters
+    private mutating func applyConfiguration(_ m: Membership) {
+        voters = m.voters
+        learners = m.learners
         if role != .leader && role != .follower && !voters.contains(id) {
             becomeFollower(term: term, leader: 0)  // a removed node stops campaigning
             return
@@ -700,8 +739,8 @@ package struct RawNode: Sendable {
             becomeFollower(term: term, leader: 0)
             return
         }
-        for v in voters where progress[v] == nil { progress[v] = Progress(next: lastIndex + 1) }
-        for k in progress.keys where !voters.contains(k) { progress[k] = nil }
+        for v in voters + learners where progress[v] == nil { progress[v] = Progress(next: lastIndex + 1) }
+        for k in progress.keys where !m.contains(k) { progress[k] = nil }
         if leadTransferee != 0 && !voters.contains(leadTransferee) { leadTransferee = 0 }
         if maybeCommit() { broadcastAppend() }
         broadcastAppend()

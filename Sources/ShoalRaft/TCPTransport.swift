@@ -3,8 +3,10 @@
 //   frame: length u32 LE (of type + payload) | type u8 | payload
 //   type 1: a Raft message (MessageCodec)      peer → peer, one-way
 //   type 2: a client request, type 3: its reply (request/response on one connection)
-//   request:  op u8 (1 submit: KVRequest encoding | 2 read: key string)
-//   reply:    status u8 (0 ok, 1 not leader, 2 unknown outcome, 3 stopped) | leader u64 | result
+//   request:  op u8 (1 submit: KVRequest encoding | 2 read: key string |
+//             3 membership change: change u8 (1 add voter, 2 add learner, 3 promote, 4 remove) | node u64)
+//   reply:    status u8 (0 ok, 1 not leader, 2 unknown outcome, 3 stopped, 4 refused) | leader u64 |
+//             result (status 0) or reason string (status 4)
 //   result:   0 ok | 1 value (has u8, blob) | 2 cas (succeeded u8, has u8, blob)
 //
 // Blocking sockets, one thread per peer link and per accepted connection: the cluster has a
@@ -201,6 +203,8 @@ package final class TCPTransport: RaftTransport {
             var r = ByteReader(payload, offset: 1)
             guard let key = try? r.string() else { return [3] + [UInt8](repeating: 0, count: 8) }
             result = node.readAndWait(key)
+        } else if payload.first == 3, let change = RaftClient.decodeConfChange(payload) {
+            result = node.changeMembershipAndWait(change)
         } else {
             return [3] + [UInt8](repeating: 0, count: 8)
         }
@@ -230,6 +234,10 @@ package final class TCPTransport: RaftTransport {
         case .failure(.stopped):
             w.u8(3)
             w.u64(0)
+        case .failure(.refused(let why)):
+            w.u8(4)
+            w.u64(0)
+            w.string(why)
         }
         return w.bytes
     }
@@ -270,6 +278,8 @@ package struct RaftClient: Sendable {
     package enum Outcome: Sendable, Equatable {
         case result(KVResult)
         case unknown
+        /// The leader refused (status 4), with its reason.
+        case refused(String)
     }
 
     /// Sends `request` (op 1) or a read of `key` (op 2) to the leader, following hints.
@@ -293,6 +303,8 @@ package struct RaftClient: Sendable {
                     }
                 case 2:
                     return .unknown  // may have been applied: the caller must not assume either way
+                case 4:
+                    return .refused((try? r.string()) ?? "")
                 default: break
                 }
             }
@@ -327,6 +339,21 @@ package struct RaftClient: Sendable {
     }
 
     package static func submitPayload(_ req: KVRequest) -> [UInt8] { [1] + req.encode() }
+
+    package static func confChangePayload(_ change: ConfChange) -> [UInt8] {
+        var w = ByteWriter()
+        w.u8(3)
+        w.u8(change.wireCode)
+        w.u64(change.node)
+        return w.bytes
+    }
+
+    static func decodeConfChange(_ payload: [UInt8]) -> ConfChange? {
+        var r = ByteReader(payload, offset: 1)
+        guard let code = try? r.u8(), let id = try? r.u64() else { return nil }
+        return ConfChange(wireCode: code, node: id)
+    }
+
     package static func readPayload(_ key: String) -> [UInt8] {
         var w = ByteWriter()
         w.u8(2)

@@ -9,7 +9,7 @@ package typealias NodeID = UInt64
 package enum EntryKind: UInt8, Sendable, Equatable {
     /// Application data (may be empty: the no-op a new leader appends).
     case normal = 0
-    /// A configuration: `data` is the full new voter list (see `Configuration`).
+    /// A configuration: `data` is the full new membership, voters and learners (see `Configuration`).
     case configuration = 1
 }
 
@@ -41,17 +41,22 @@ package struct HardState: Sendable, Equatable {
     }
 }
 
-/// A compacted prefix of the log: the state machine image at `index` and the voters at that point.
+/// A compacted prefix of the log: the state machine image at `index` and the membership (voters
+/// and learners) at that point.
 package struct Snapshot: Sendable, Equatable {
     package var index: UInt64 = 0
     package var term: UInt64 = 0
     package var voters: [NodeID] = []
+    package var learners: [NodeID] = []
     package var data: [UInt8] = []
 
-    package init(index: UInt64 = 0, term: UInt64 = 0, voters: [NodeID] = [], data: [UInt8] = []) {
+    package init(
+        index: UInt64 = 0, term: UInt64 = 0, voters: [NodeID] = [], learners: [NodeID] = [], data: [UInt8] = []
+    ) {
         self.index = index
         self.term = term
         self.voters = voters
+        self.learners = learners
         self.data = data
     }
 }
@@ -131,27 +136,114 @@ package struct Ready: Sendable {
     }
 }
 
-/// The voter set as carried by configuration entries and snapshots: little-endian UInt64s.
-/// Membership changes are single-server: each configuration differs from the previous by one voter.
+/// Cluster membership. Voters elect the leader and make up every quorum (commit, votes,
+/// check-quorum, ReadIndex); learners receive the log and snapshots and nothing else counts them.
+/// Invariant: both lists sorted, disjoint, and free of 0.
+package struct Membership: Sendable, Equatable {
+    package var voters: [NodeID]
+    package var learners: [NodeID]
+
+    package init(voters: [NodeID], learners: [NodeID] = []) {
+        self.voters = voters.sorted()
+        self.learners = learners.sorted()
+    }
+
+    package func contains(_ id: NodeID) -> Bool { voters.contains(id) || learners.contains(id) }
+}
+
+/// One membership change. Changes are single-server: each moves one node, and the voter set
+/// changes by at most one node, so old and new voter majorities always intersect.
+package enum ConfChange: Sendable, Equatable {
+    /// A new voter (it starts empty and catches up while already counted in the quorum).
+    case addVoter(NodeID)
+    /// A new non-voting member: replicated to, never counted, never campaigns.
+    case addLearner(NodeID)
+    /// A caught-up learner becomes a voter (see `RawNode.proposeConfChange`).
+    case promote(NodeID)
+    /// Removes a voter or a learner.
+    case remove(NodeID)
+
+    package var node: NodeID {
+        switch self {
+        case .addVoter(let id), .addLearner(let id), .promote(let id), .remove(let id): return id
+        }
+    }
+
+    /// The change's code in the client protocol (TCPTransport): 1 add voter, 2 add learner,
+    /// 3 promote, 4 remove.
+    package var wireCode: UInt8 {
+        switch self {
+        case .addVoter: return 1
+        case .addLearner: return 2
+        case .promote: return 3
+        case .remove: return 4
+        }
+    }
+
+    package init?(wireCode: UInt8, node: NodeID) {
+        let make: [UInt8: (NodeID) -> ConfChange] = [
+            1: Self.addVoter, 2: Self.addLearner, 3: Self.promote, 4: Self.remove,
+        ]
+        guard let m = make[wireCode] else { return nil }
+        self = m(node)
+    }
+
+    /// The membership after this change, or nil when it does not apply to `m`.
+    package func applied(to m: Membership) -> Membership? {
+        switch self {
+        case .addVoter(let id):
+            guard id != 0, !m.contains(id) else { return nil }
+            return Membership(voters: m.voters + [id], learners: m.learners)
+        case .addLearner(let id):
+            guard id != 0, !m.contains(id) else { return nil }
+            return Membership(voters: m.voters, learners: m.learners + [id])
+        case .promote(let id):
+            guard m.learners.contains(id) else { return nil }
+            return Membership(voters: m.voters + [id], learners: m.learners.filter { $0 != id })
+        case .remove(let id):
+            guard m.contains(id), m.voters != [id] else { return nil }
+            return Membership(voters: m.voters.filter { $0 != id }, learners: m.learners.filter { $0 != id })
+        }
+    }
+}
+
+/// The membership as carried by configuration entries and snapshots: the voters as little-endian
+/// UInt64s, then, only when there are learners, a 0 (never a node id) and the learners. A list
+/// without learners is therefore the voter-only format of earlier versions, which still decodes.
 package enum Configuration {
-    package static func encode(_ voters: [NodeID]) -> [UInt8] {
+    package static func encode(_ voters: [NodeID], learners: [NodeID] = []) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(voters.count * 8)
-        for v in voters.sorted() { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
+        out.reserveCapacity((voters.count + learners.count + 1) * 8)
+        func put(_ v: UInt64) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }
+        for v in voters.sorted() { put(v) }
+        if !learners.isEmpty {
+            put(0)
+            for l in learners.sorted() { put(l) }
+        }
         return out
     }
 
-    package static func decode(_ bytes: [UInt8]) -> [NodeID] {
+    package static func encode(_ m: Membership) -> [UInt8] { encode(m.voters, learners: m.learners) }
+
+    package static func decode(_ bytes: [UInt8]) -> Membership {
         precondition(bytes.count % 8 == 0, "configuration entry of \(bytes.count) bytes")
-        var out: [NodeID] = []
+        var voters: [NodeID] = []
+        var learners: [NodeID] = []
+        var seenSeparator = false
         var i = 0
         while i < bytes.count {
             var v: UInt64 = 0
             for j in 0..<8 { v |= UInt64(bytes[i + j]) << (8 * UInt64(j)) }
-            out.append(v)
             i += 8
+            if v == 0 {
+                seenSeparator = true
+            } else if seenSeparator {
+                learners.append(v)
+            } else {
+                voters.append(v)
+            }
         }
-        return out
+        return Membership(voters: voters, learners: learners)
     }
 }
 

@@ -6,7 +6,9 @@
 //   autolock:      KEK = HKDF-SHA256(unlock key bytes, salt, "shoal storage kek"); never on disk.
 //                  The unlock key is shown once as SHOAL-KEY-1-<64 hex digits>.
 //
-// Sealed record: keyID u32 | nonce[12] | ciphertext | tag[16]; AAD = keyID ‖ caller AAD. Nonces:
+// Sealed record: keyID u32 | nonce[12] | ciphertext | tag[16]; AAD = keyID ‖ caller AAD. A WAL
+// group commit is sealed as one batch: its key id field has the top bit (`batchFlag`) set, which
+// the AAD covers, so a batch cannot pass for a single record of earlier versions. Nonces:
 // a random 64-bit prefix per keyring instance (redrawn every 2^32 records) and a 32-bit counter.
 // Not thread-safe: owned by the storage driver.
 
@@ -154,8 +156,17 @@ package final class KeyRing {
         withUnsafeBytes(of: nonceCounter.littleEndian) { out.append(contentsOf: $0) }
     }
 
-    package func seal(_ plain: [UInt8], aad: [UInt8] = []) -> [UInt8] {
-        let id = currentKeyID
+    /// Set in the key id field of a sealed WAL batch (key ids themselves stay far below it).
+    package static let batchFlag: UInt32 = 0x8000_0000
+
+    package func seal(_ plain: [UInt8], aad: [UInt8] = []) -> [UInt8] { seal(plain, aad: aad, flag: 0) }
+
+    /// Seals a WAL group commit (the records, framed by the WAL) as one record.
+    package func sealBatch(_ plain: [UInt8]) -> [UInt8] { seal(plain, aad: [], flag: Self.batchFlag) }
+
+    private func seal(_ plain: [UInt8], aad: [UInt8], flag: UInt32) -> [UInt8] {
+        let gcm = keys[currentKeyID]!
+        let id = currentKeyID | flag
         var out = [UInt8]()
         out.reserveCapacity(4 + 12 + plain.count + 16)
         withUnsafeBytes(of: id.littleEndian) { out.append(contentsOf: $0) }
@@ -163,7 +174,6 @@ package final class KeyRing {
         out.append(contentsOf: plain)
         out.append(contentsOf: [UInt8](repeating: 0, count: 16))
         let fullAAD = Self.keyAAD(id) + aad
-        let gcm = keys[id]!
         out.withUnsafeMutableBytes { b in
             fullAAD.withUnsafeBytes { a in
                 gcm.seal(
@@ -175,12 +185,20 @@ package final class KeyRing {
         return out
     }
 
-    /// Returns nil when the record does not authenticate (or names an unknown key).
+    /// Returns nil when the record does not authenticate (or names an unknown key, or is a batch).
     package func open(_ sealed: [UInt8], aad: [UInt8] = []) -> [UInt8]? {
+        guard let (plain, isBatch) = openRecord(sealed, aad: aad), !isBatch else { return nil }
+        return plain
+    }
+
+    /// Opens a single record or a batch (`sealBatch`); nil when it does not authenticate.
+    package func openRecord(_ sealed: [UInt8], aad: [UInt8] = []) -> (plain: [UInt8], isBatch: Bool)? {
         guard sealed.count >= 32 else { return nil }
         let id = UInt32(sealed[0]) | UInt32(sealed[1]) << 8 | UInt32(sealed[2]) << 16 | UInt32(sealed[3]) << 24
-        guard let gcm = keys[id] else { return nil }
-        return Self.openWith(gcm, Array(sealed[4...]), aad: Self.keyAAD(id) + aad)
+        guard let gcm = keys[id & ~Self.batchFlag],
+            let plain = Self.openWith(gcm, Array(sealed[4...]), aad: Self.keyAAD(id) + aad)
+        else { return nil }
+        return (plain, id & Self.batchFlag != 0)
     }
 
     // MARK: Internals.

@@ -2,7 +2,10 @@
 //
 //   segment wal-<16-digit sequence>.log:  record*
 //   record:  length u32 LE | crc32c(payload) u32 LE | payload
-//   payload: the record, sealed by the KeyRing when encryption at rest is on
+//   payload: plaintext: one record
+//            encrypted: every record of one group commit, each `length u32 LE | record`, sealed
+//            together by `KeyRing.sealBatch` (one AES-GCM call and one CRC per group commit);
+//            a payload sealed by `KeyRing.seal` is one record (the format of earlier versions)
 //
 // `append` only buffers; `sync` writes the whole batch with one write and one fdatasync, so every
 // record appended before a `sync` returns is durable (callers acknowledge nothing before that).
@@ -20,6 +23,8 @@ package final class WAL {
     package private(set) var segment: UInt64 = 0
     private var segmentSize = 0
     private var buffer: [UInt8] = []
+    /// With encryption: the framed records of the pending group commit, sealed by `sync`.
+    private var batch: [UInt8] = []
     package private(set) var syncs = 0
 
     static func name(_ seq: UInt64) -> String {
@@ -58,7 +63,7 @@ package final class WAL {
             while off < bytes.count {
                 switch wal.parse(bytes, at: off) {
                 case .record(let r, let next):
-                    records.append(r)
+                    records += r
                     off = next
                 case .bad(let reason):
                     if isLast && !wal.anyValidRecord(bytes, after: off) {
@@ -81,7 +86,7 @@ package final class WAL {
     }
 
     enum Parsed {
-        case record([UInt8], next: Int)
+        case record([[UInt8]], next: Int)
         case bad(String)
     }
 
@@ -93,11 +98,21 @@ package final class WAL {
         guard len <= b.count - off - 8 else { return .bad("length \(len) beyond end of file") }
         let payload = Array(b[off + 8..<off + 8 + len])
         guard CRC32C.checksum(payload) == crc else { return .bad("checksum mismatch") }
-        if let ring = keyRing {
-            guard let plain = ring.open(payload) else { return .bad("does not authenticate with the data key") }
-            return .record(plain, next: off + 8 + len)
+        guard let ring = keyRing else { return .record([payload], next: off + 8 + len) }
+        guard let (plain, isBatch) = ring.openRecord(payload) else {
+            return .bad("does not authenticate with the data key")
         }
-        return .record(payload, next: off + 8 + len)
+        guard isBatch else { return .record([plain], next: off + 8 + len) }
+        var records: [[UInt8]] = []
+        var o = 0
+        while o < plain.count {
+            guard o + 4 <= plain.count else { return .bad("sealed batch: truncated record header") }
+            let n = Int(u32(plain, o))
+            guard n <= plain.count - o - 4 else { return .bad("sealed batch: record beyond the batch") }
+            records.append(Array(plain[o + 4..<o + 4 + n]))
+            o += 4 + n
+        }
+        return .record(records, next: off + 8 + len)
     }
 
     /// Whether any record frame after a bad one checks out: then the damage is not a torn tail.
@@ -119,7 +134,12 @@ package final class WAL {
 
     /// Buffers one record; durable only after the next `sync()`.
     package func append(_ record: [UInt8]) {
-        let payload = keyRing.map { $0.seal(record) } ?? record
+        guard keyRing != nil else { return frame(record) }
+        withUnsafeBytes(of: UInt32(record.count).littleEndian) { batch.append(contentsOf: $0) }
+        batch.append(contentsOf: record)
+    }
+
+    private func frame(_ payload: [UInt8]) {
         withUnsafeBytes(of: UInt32(payload.count).littleEndian) { buffer.append(contentsOf: $0) }
         withUnsafeBytes(of: CRC32C.checksum(payload).littleEndian) { buffer.append(contentsOf: $0) }
         buffer.append(contentsOf: payload)
@@ -127,6 +147,10 @@ package final class WAL {
 
     /// Group commit: one write and one fdatasync for everything appended since the last sync.
     package func sync() throws(StorageError) {
+        if let ring = keyRing, !batch.isEmpty {
+            frame(ring.sealBatch(batch))
+            batch.removeAll(keepingCapacity: true)
+        }
         guard !buffer.isEmpty else { return }
         if segmentSize > 0 && segmentSize + buffer.count > segmentBytes { try roll() }
         let path = directory + "/" + Self.name(segment)

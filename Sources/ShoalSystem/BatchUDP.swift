@@ -4,7 +4,8 @@
 //
 // Contract: single-threaded (one VTEP thread owns one BatchUDP); the socket is blocking for
 // sends (a full socket buffer is back-pressure, not loss) and receives with MSG_DONTWAIT.
-// IPv4 only (the overlay's underlay is IPv4 for now).
+// IPv4 or IPv6, the family of the bound address; each slot's address room is a
+// `sockaddr_in6`, which holds either.
 
 import CShoal
 
@@ -17,17 +18,19 @@ package final class BatchUDP {
     package let capacity: Int
     private let msgs: UnsafeMutablePointer<shoal_mmsghdr>
     private let iovs: UnsafeMutablePointer<iovec>
-    private let addrs: UnsafeMutablePointer<sockaddr_in>
+    private let addrs: UnsafeMutablePointer<sockaddr_in6>
     /// Per-slot control buffers: UDP_SEGMENT on send, UDP_GRO on receive.
     private let control: UnsafeMutableRawPointer
     private static let controlBytes = 64
     package private(set) var groEnabled = false
 
-    /// A UDP socket bound to `address` (IPv4), with `capacity` message slots and socket buffers
-    /// of `bufferBytes` each way.
-    package init(bind address: SocketAddress, capacity: Int, bufferBytes: Int = 4 << 20) throws(SystemError) {
-        guard address.ip.isV4 else { throw SystemError("bind", Errno(EAFNOSUPPORT), "\(address): IPv4 only") }
-        let fd = try Socket.bindUDP(address)
+    /// A UDP socket bound to `address`, with `capacity` message slots and socket buffers of
+    /// `bufferBytes` each way. `reusePort`: one of a group of sockets on the same address (one
+    /// per VTEP queue thread), see `steerByCPU`.
+    package init(
+        bind address: SocketAddress, capacity: Int, bufferBytes: Int = 4 << 20, reusePort: Bool = false
+    ) throws(SystemError) {
+        let fd = try Socket.bindUDP(address, reusePort: reusePort)
         let flags = fcntl(fd.rawValue, F_GETFL)
         _ = try syscallOrThrow("fcntl(F_SETFL, blocking)", "\(address)") {
             fcntl(fd.rawValue, F_SETFL, flags & ~O_NONBLOCK)
@@ -41,7 +44,7 @@ package final class BatchUDP {
         addrs = .allocate(capacity: capacity)
         msgs.initialize(repeating: shoal_mmsghdr(), count: capacity)
         iovs.initialize(repeating: iovec(), count: capacity)
-        addrs.initialize(repeating: sockaddr_in(), count: capacity)
+        addrs.initialize(repeating: sockaddr_in6(), count: capacity)
         control = .allocate(byteCount: Self.controlBytes * capacity, alignment: 16)
         control.initializeMemory(as: UInt8.self, repeating: 0, count: Self.controlBytes * capacity)
         for i in 0..<capacity {
@@ -56,6 +59,15 @@ package final class BatchUDP {
         iovs.deallocate()
         addrs.deallocate()
         control.deallocate()
+    }
+
+    /// Steers the datagrams of this socket's SO_REUSEPORT group to the socket whose bind order
+    /// equals the receiving CPU mod `queues` (a classic BPF program), so a thread pinned to CPU
+    /// q receives what arrived on CPU q.
+    package func steerByCPU(queues: Int) throws(SystemError) {
+        _ = try syscallOrThrow("setsockopt(SO_ATTACH_REUSEPORT_CBPF)") {
+            shoal_reuseport_steer_by_cpu(fd.rawValue, UInt32(queues))
+        }
     }
 
     /// UDP_GRO: the kernel may coalesce datagrams of one flow into one receive, with equal-size
@@ -91,10 +103,11 @@ package final class BatchUDP {
         msgs[i].msg_hdr.msg_controllen = 0
     }
 
-    /// Sets slot `i`'s destination (IPv4 host order address, port).
+    /// Sets slot `i`'s destination.
     @inline(__always)
-    package func setDestination(_ i: Int, _ dest: sockaddr_in) {
-        addrs[i] = dest
+    package func setDestination(_ i: Int, _ dest: UDPDestination) {
+        addrs[i] = dest.storage
+        msgs[i].msg_hdr.msg_namelen = dest.length
     }
 
     /// Receives up to `count` datagrams into slots 0..<count; returns how many arrived
@@ -102,7 +115,7 @@ package final class BatchUDP {
     @inline(__always)
     package func receive(_ count: Int) -> Result<Int, Errno> {
         for i in 0..<count {
-            msgs[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
+            msgs[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_in6>.size)
             if groEnabled {
                 msgs[i].msg_hdr.msg_control = control + i * Self.controlBytes
                 msgs[i].msg_hdr.msg_controllen = Self.controlBytes
@@ -122,21 +135,25 @@ package final class BatchUDP {
     @inline(__always)
     package func truncated(_ i: Int) -> Bool { msgs[i].msg_hdr.msg_flags & CInt(MSG_TRUNC) != 0 }
 
-    /// The source IPv4 address (host order) of received slot `i`.
+    /// The source address of received slot `i`.
     @inline(__always)
-    package func sourceAddress(_ i: Int) -> UInt32 { UInt32(bigEndian: addrs[i].sin_addr.s_addr) }
+    package func sourceAddress(_ i: Int) -> IPAddress {
+        let raw = UnsafeRawPointer(addrs + i)
+        if raw.load(as: sockaddr.self).sa_family == sa_family_t(AF_INET) {
+            return .v4(UInt32(bigEndian: raw.load(as: sockaddr_in.self).sin_addr.s_addr))
+        }
+        return SocketAddress(raw)?.ip ?? .v6(0, 0)
+    }
 
-    /// Sends slots 0..<count. A datagram the kernel refuses (EMSGSIZE, ECONNREFUSED, ...) is
-    /// skipped and the rest still sent; returns how many failed and the last error.
+    /// Sends slots 0..<count, each to the destination set with `setDestination`. A datagram the
+    /// kernel refuses (EMSGSIZE, ECONNREFUSED, ...) is skipped and the rest still sent; returns
+    /// how many failed and the last error.
     @inline(__always)
     package func send(_ count: Int) -> (failed: Int, error: Errno?) {
         var done = 0
         var failed = 0
         var last: Errno? = nil
         while done < count {
-            for i in done..<count {
-                msgs[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
-            }
             switch syscallRetrying({ shoal_sendmmsg(fd.rawValue, msgs + done, UInt32(count - done), 0) }) {
             case .success(let n): done += Int(n)
             case .failure(let e):
@@ -148,12 +165,21 @@ package final class BatchUDP {
         return (failed, last)
     }
 
-    /// A `sockaddr_in` for an IPv4 address (host order) and port.
-    package static func sockaddr(_ ip: UInt32, port: UInt16) -> sockaddr_in {
-        var sin = sockaddr_in()
-        sin.sin_family = sa_family_t(AF_INET)
-        sin.sin_port = port.bigEndian
-        sin.sin_addr = in_addr(s_addr: ip.bigEndian)
-        return sin
+}
+
+/// A destination address prepared once for `BatchUDP.setDestination`: a `sockaddr_in` or a
+/// `sockaddr_in6` in `sockaddr_in6`-sized room, and its length.
+package struct UDPDestination {
+    fileprivate var storage = sockaddr_in6()
+    fileprivate var length: socklen_t
+
+    package init(_ address: SocketAddress) {
+        var ss = sockaddr_storage()
+        length = address.write(to: &ss)
+        withUnsafeBytes(of: &ss) { src in
+            withUnsafeMutableBytes(of: &storage) {
+                $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: src[0..<$0.count]))
+            }
+        }
     }
 }

@@ -114,12 +114,16 @@ package final class Netlink {
     package func addAddress(_ name: String, cidr: String) throws(SystemError) {
         guard let index = ifindex(name) else { throw SystemError("rtnl_link_get_kernel", Errno(ENODEV), name) }
         var local: OpaquePointer?
-        let p = nl_addr_parse(cidr, AF_INET, &local)
+        let ipv6 = cidr.contains(":")
+        let p = nl_addr_parse(cidr, ipv6 ? AF_INET6 : AF_INET, &local)
         guard p >= 0, let local else { throw Self.error("nl_addr_parse", p, cidr) }
         defer { nl_addr_put(local) }
         guard let addr = rtnl_addr_alloc() else { throw SystemError("rtnl_addr_alloc", Errno(ENOMEM)) }
         defer { rtnl_addr_put(addr) }
         rtnl_addr_set_ifindex(addr, index)
+        // An IPv6 address is usable at once: duplicate address detection cannot learn more than
+        // the configuration that assigned it (an overlay's addresses come from its FDB).
+        if ipv6 { rtnl_addr_set_flags(addr, UInt32(IFA_F_NODAD)) }
         let s = rtnl_addr_set_local(addr, local)
         if s < 0 { throw Self.error("rtnl_addr_set_local", s, cidr) }
         let rc = rtnl_addr_add(sock, addr, 0)

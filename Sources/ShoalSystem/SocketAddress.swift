@@ -34,6 +34,14 @@ package enum IPAddress: Hashable, Sendable, CustomStringConvertible {
 
     package var isV4: Bool { if case .v4 = self { true } else { false } }
 
+    /// 0.0.0.0 or ::, the wildcard a socket binds to listen on every address.
+    package var isUnspecified: Bool {
+        switch self {
+        case .v4(let a): a == 0
+        case .v6(let hi, let lo): hi == 0 && lo == 0
+        }
+    }
+
     package var description: String {
         var buf = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
         switch self {

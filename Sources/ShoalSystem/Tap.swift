@@ -15,12 +15,14 @@ package struct Tap: ~Copyable {
     package let name: String
 
     /// Opens (creating if needed) the TAP device `name`, non-blocking. `vnetHeader` asks for
-    /// IFF_VNET_HDR (a virtio_net_hdr before each frame, needed for offloads).
-    package init(name: String, vnetHeader: Bool = false) throws(SystemError) {
+    /// IFF_VNET_HDR (a virtio_net_hdr before each frame, needed for offloads); `multiQueue` for
+    /// IFF_MULTI_QUEUE: each open of the same name adds a queue with its own descriptor, and the
+    /// kernel keeps the frames of one flow on one queue.
+    package init(name: String, vnetHeader: Bool = false, multiQueue: Bool = false) throws(SystemError) {
         var buf = [CChar](repeating: 0, count: 16)
         for (i, c) in name.utf8.prefix(15).enumerated() { buf[i] = CChar(bitPattern: c) }
         let raw = try syscallOrThrow("open(/dev/net/tun) + TUNSETIFF", name) {
-            shoal_tap_open(&buf, vnetHeader ? 1 : 0, 0)
+            shoal_tap_open(&buf, vnetHeader ? 1 : 0, multiQueue ? 1 : 0)
         }
         self.fd = FileDescriptor(owning: raw)
         self.name = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)

@@ -35,7 +35,8 @@ package final class NetnsLab: @unchecked Sendable {
             }
     }
 
-    /// Creates `hosts` namespace hosts `<name>-h1...` with underlay 198.18.0.i/24 on eth0.
+    /// Creates `hosts` namespace hosts `<name>-h1...` with underlay 198.18.0.i/24 and
+    /// 2001:2::i/64 on eth0.
     package init(tag: String, hosts: Int = 2, mtu: Int = 1500) throws {
         let safeTag = String(tag.lowercased().filter { $0.isLetter || $0.isNumber }.prefix(12))
         self.name = "shoal-\(getpid())-\(safeTag)"
@@ -57,6 +58,9 @@ package final class NetnsLab: @unchecked Sendable {
 
     /// The underlay address of host `i`.
     package func address(_ i: Int) -> String { "198.18.0.\(i)" }
+
+    /// The IPv6 underlay address of host `i` (RFC 5180's benchmarking range).
+    package func address6(_ i: Int) -> String { "2001:2::\(i)" }
 
     /// Runs a command inside host `i` to completion; throws with its output if it fails.
     @discardableResult

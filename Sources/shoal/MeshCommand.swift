@@ -76,13 +76,7 @@ struct MeshInspect: ParsableCommand {
     func run() throws {
         let r = try control.send(MeshRequest(op: "inspect"))
         guard let i = r.inspection else { throw MeshFailure(description: r.error ?? "no inspection in the reply") }
-        if json {
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try enc.encode(i), as: UTF8.self))
-        } else {
-            print(i.text, terminator: "")
-        }
+        try printInspection(i, text: i.text, json: json)
     }
 }
 

@@ -56,6 +56,7 @@ struct OverlayAttach: ParsableCommand {
     @Option(help: "The network's VNI (default: the config's first network).") var vni: Int?
     @Option(help: "The task's network namespace (as named by `ip netns`).") var netns: String
     @Option(help: "The task's overlay IPv4 address (must be in the network's subnet).") var ip: String
+    @Option(help: "The task's overlay IPv6 address (default: the FDB entry's ip6 for --ip, if any).") var ip6: String?
     @Option(help: "The task's MAC (default: the FDB entry for --ip).") var mac: String?
     @Option(help: "The interface name inside the task namespace.") var ifname: String = "eth0"
 
@@ -76,10 +77,21 @@ struct OverlayAttach: ParsableCommand {
         } else {
             throw ValidationError("--mac is needed: \(ip) has no FDB entry in \(options.config)")
         }
+        var ip6Value = net.fdb.first(where: { $0.ip == ip4 })?.ip6
+        if let ip6 {
+            guard let subnet6 = net.subnet6, let a = IPAddress(ip6), subnet6.contains(a) else {
+                throw ValidationError("--ip6 \(ip6): expected an IPv6 address inside the network's subnet6")
+            }
+            ip6Value = a
+        }
         let hostSide = OverlayAttachment.hostInterfaceName(vni: net.vni, mac: macValue)
         try OverlayAttachment.attach(
-            network: net, namespace: netns, ifname: ifname, ip: ip4, mac: macValue, hostInterface: hostSide)
-        print("attached \(netns) \(ifname) \(ip)/\(net.subnet.length) \(macValue) to \(net.bridgeName) via \(hostSide)")
+            network: net, namespace: netns, ifname: ifname, ip: ip4, ip6: ip6Value, mac: macValue,
+            hostInterface: hostSide)
+        let v6 = ip6Value.map { " \($0)/\(net.subnet6!.length)" } ?? ""
+        print(
+            "attached \(netns) \(ifname) \(ip)/\(net.subnet.length)\(v6) \(macValue) to \(net.bridgeName) via \(hostSide)"
+        )
     }
 }
 
@@ -121,13 +133,7 @@ struct OverlayInspect: ParsableCommand {
     func run() throws {
         let r = try control.send(ControlRequest(op: "inspect"))
         guard let i = r.inspection else { throw ValidationError("no inspection in the reply") }
-        if json {
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try enc.encode(i), as: UTF8.self))
-        } else {
-            print(i.text, terminator: "")
-        }
+        try printInspection(i, text: i.text, json: json)
     }
 }
 
@@ -172,6 +178,17 @@ struct OverlayExportSA: ParsableCommand {
 }
 
 /// Prints a line unbuffered (the daemon's output goes to logs and pipes).
+/// Prints an inspection as sorted, pretty JSON or as its text form.
+func printInspection(_ value: some Encodable, text: String, json: Bool) throws {
+    if json {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        print(String(decoding: try enc.encode(value), as: UTF8.self))
+    } else {
+        print(text, terminator: "")
+    }
+}
+
 func say(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }

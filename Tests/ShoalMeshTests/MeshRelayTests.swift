@@ -26,12 +26,8 @@ func meshYAML(
 
 @Suite(.serialized) struct MeshRelayTests {
     @Test func roundRobinAcrossTasksWithEcho() throws {
-        let a = try Backend(name: "A")
-        let b = try Backend(name: "B")
-        defer {
-            a.stop()
-            b.stop()
-        }
+        let (a, b) = try Backend.pair()
+        defer { Backend.stop(a, b) }
         let port = Kit.freePort()
         let mesh = try Kit.mesh(meshYAML(port: port, endpoints: [a.port, b.port]))
         defer { mesh.shutdown(drainMs: 0) }
@@ -48,6 +44,32 @@ func meshYAML(
         #expect(Kit.eventually { mesh.table.ports[0].runtime.active.load(ordering: .relaxed) == 0 })
         #expect(Kit.counter(mesh, port, .accepted) == 4)
         #expect(Kit.counter(mesh, port, .bytesIn) == 24)
+    }
+
+    @Test func twoReactorsShareThePortAndBothTakeTheNewTable() throws {
+        let (a, b) = try Backend.pair()
+        defer { Backend.stop(a, b) }
+        let port = Kit.freePort()
+        let yaml = meshYAML(port: port, endpoints: [a.port]).replacingOccurrences(
+            of: "reactors: 1", with: "reactors: 2")
+        let mesh = try Kit.mesh(yaml)
+        defer { mesh.shutdown(drainMs: 0) }
+        #expect(mesh.reactors.count == 2)
+        for _ in 0..<40 {
+            let fd = try #require(Kit.connect(port))
+            #expect(Kit.read(fd, count: 2) == Array("A\n".utf8))
+            close(fd)
+        }
+        let revision2 = meshYAML(port: port, endpoints: [b.port], revision: 2)
+            .replacingOccurrences(of: "reactors: 1", with: "reactors: 2")
+        try mesh.apply(Kit.spec(revision2))
+        #expect(mesh.reactors.allSatisfy { $0.servedRevision == 2 })
+        for _ in 0..<40 {
+            let fd = try #require(Kit.connect(port))
+            #expect(Kit.read(fd, count: 2) == Array("B\n".utf8))
+            close(fd)
+        }
+        #expect(Kit.counter(mesh, port, .accepted) == 80)
     }
 
     @Test func bulkTransferIsExactAndHalfCloseIsPassedOn() throws {
@@ -121,12 +143,8 @@ func meshYAML(
     }
 
     @Test func applySwapsTablesWithoutDroppingConnections() throws {
-        let a = try Backend(name: "A")
-        let b = try Backend(name: "B")
-        defer {
-            a.stop()
-            b.stop()
-        }
+        let (a, b) = try Backend.pair()
+        defer { Backend.stop(a, b) }
         let port = Kit.freePort()
         let port2 = Kit.freePort()
         let mesh = try Kit.mesh(meshYAML(port: port, endpoints: [a.port]))
@@ -156,12 +174,8 @@ func meshYAML(
     }
 
     @Test func drainTimeoutEndsConnectionsOfATaskThatLeft() throws {
-        let a = try Backend(name: "A")
-        let b = try Backend(name: "B")
-        defer {
-            a.stop()
-            b.stop()
-        }
+        let (a, b) = try Backend.pair()
+        defer { Backend.stop(a, b) }
         let port = Kit.freePort()
         let mesh = try Kit.mesh(meshYAML(port: port, endpoints: [a.port], options: "drainTimeoutMs: 300"))
         defer { mesh.shutdown(drainMs: 0) }
@@ -243,4 +257,34 @@ func shoal_now_ms_for_tests() -> UInt64 {
     var ts = timespec()
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) * 1_000 + UInt64(ts.tv_nsec) / 1_000_000
+}
+
+@Suite struct ListenerInheritanceTests {
+    /// The mesh sets TCP_NODELAY and keepalive once on each listener and relies on Linux copying
+    /// them into accepted sockets: check that platform behaviour.
+    @Test func acceptedSocketsInheritNoDelayAndKeepalive() throws {
+        let port = Kit.freePort()
+        let spec = try Kit.spec(
+            "revision: 1\nports:\n  - port: \(port)\n    keepalive: {idleS: 77, intervalS: 7, count: 4}\n    endpoints: []"
+        )
+        let listener = try Socket.listenTCP(SocketAddress(ip: .v4(0x7F00_0001), port: port))
+        tuneListener(listener.rawValue, spec.ports[0])
+        let client = try #require(Kit.connect(port))
+        defer { close(client) }
+        #expect(Kit.eventually { true })
+        let fd = accept(listener.rawValue, nil, nil)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        func option(_ level: CInt, _ name: CInt) -> CInt {
+            var v: CInt = -1
+            var len = socklen_t(MemoryLayout<CInt>.size)
+            getsockopt(fd, level, name, &v, &len)
+            return v
+        }
+        #expect(option(CInt(IPPROTO_TCP), TCP_NODELAY) != 0)
+        #expect(option(SOL_SOCKET, SO_KEEPALIVE) != 0)
+        #expect(option(CInt(IPPROTO_TCP), TCP_KEEPIDLE) == 77)
+        #expect(option(CInt(IPPROTO_TCP), TCP_KEEPINTVL) == 7)
+        #expect(option(CInt(IPPROTO_TCP), TCP_KEEPCNT) == 4)
+    }
 }

@@ -182,4 +182,9 @@ final class Backend: @unchecked Sendable {
         shutdown(fd, Int32(SHUT_RDWR))
         close(fd)
     }
+
+    /// Two greeting echo backends, "A" and "B".
+    static func pair() throws -> (Backend, Backend) { (try Backend(name: "A"), try Backend(name: "B")) }
+
+    static func stop(_ backends: Backend...) { backends.forEach { $0.stop() } }
 }

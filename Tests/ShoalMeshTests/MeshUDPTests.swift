@@ -57,12 +57,18 @@ final class UDPBackend: @unchecked Sendable {
 }
 
 /// A client socket connected to the mesh's UDP port: it only accepts datagrams from there.
-func udpClient(_ port: UInt16) -> CInt {
+func udpClient(_ port: UInt16, to ip: UInt32 = 0x7F00_0001) -> CInt {
     let fd = socket(AF_INET, CInt(SOCK_DGRAM.rawValue), 0)
     var tv = timeval(tv_sec: 2, tv_usec: 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    // From 127.0.0.1 explicitly (the kernel would otherwise pick the destination as source).
+    var local = sockaddr_storage()
+    let localLen = SocketAddress(ip: .v4(0x7F00_0001), port: 0).write(to: &local)
+    _ = withUnsafePointer(to: &local) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, localLen) }
+    }
     var ss = sockaddr_storage()
-    let len = SocketAddress(ip: .v4(0x7F00_0001), port: port).write(to: &ss)
+    let len = SocketAddress(ip: .v4(ip), port: port).write(to: &ss)
     _ = withUnsafePointer(to: &ss) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, len) }
     }
@@ -83,12 +89,8 @@ func udpExchange(_ fd: CInt, _ text: String) -> String? {
     }
 
     @Test func flowsStickRepliesComeFromThePublishedPortAndMoveWhenTheTaskLeaves() throws {
-        let a = try UDPBackend(name: "A")
-        let b = try UDPBackend(name: "B")
-        defer {
-            a.stop()
-            b.stop()
-        }
+        let (a, b) = (try UDPBackend(name: "A"), try UDPBackend(name: "B"))
+        defer { [a, b].forEach { $0.stop() } }
         let port = Kit.freePort(udp: true)
         let mesh = try Kit.mesh(yaml(port, [a.port, b.port]))
         defer { mesh.shutdown(drainMs: 0) }
@@ -110,6 +112,21 @@ func udpExchange(_ fd: CInt, _ text: String) -> String? {
         let moved = try #require(udpExchange(c1, "three"))
         #expect(moved.prefix(1) != first.prefix(1) && moved.hasSuffix("three"))
         #expect(Kit.counter(mesh, port, .udpFlowsMoved, udp: true) >= 1)
+    }
+
+    @Test func aWildcardListenerRepliesFromTheAddressTheClientUsed() throws {
+        let a = try UDPBackend(name: "A")
+        defer { a.stop() }
+        let port = Kit.freePort(udp: true)
+        let mesh = try Kit.mesh(
+            yaml(port, [a.port]).replacingOccurrences(of: "listen: 127.0.0.1", with: "listen: 0.0.0.0"))
+        defer { mesh.shutdown(drainMs: 0) }
+        // The client talks to 127.0.0.2 from 127.0.0.1: a reply from any other source address
+        // is dropped by its connected socket.
+        let c = udpClient(port, to: 0x7F00_0002)
+        defer { close(c) }
+        #expect(udpExchange(c, "where") == "A:where")
+        #expect(udpExchange(c, "again") == "A:again")
     }
 
     @Test func idleFlowsExpire() throws {

@@ -1,6 +1,7 @@
 import Foundation
 import ShoalCrypto
 import ShoalWire
+import Synchronization
 import Testing
 
 @testable import ShoalOverlay
@@ -239,4 +240,91 @@ func writeFuzzSeeds() throws {
     }
     try Data([0, 0, 0, 0, 1, 2, 3]).write(to: root.appendingPathComponent("esp/non-esp-marker"))
     try Data([0x00, 0, 0, 0, 0, 0, 42, 0] + frame(14)).write(to: root.appendingPathComponent("vxlan/no-i-flag"))
+}
+
+/// Engines of several VTEP queue threads (`SAStates` shared).
+@Suite struct ESPEngineQueueTests {
+    let nodes = ["node-a", "node-b"]
+
+    /// Each sender queue seals on its own SA (its own SPI and sequence numbers, queue 0's the
+    /// single-queue SA); the receiver accepts every queue's SAs.
+    @Test func eachSenderQueueHasItsOwnSA() throws {
+        let r = ring([(1, keyA, .tx)])
+        let states = SAStates()
+        let q0 = try ESPEngine(localNode: "node-a", keyRing: r, peers: nodes, sharing: states, queues: 0..<1)
+        let q1 = try ESPEngine(localNode: "node-a", keyRing: r, peers: nodes, sharing: states, queues: 1..<2)
+        let single = try ESPEngine(localNode: "node-a", keyRing: r, peers: nodes)
+        let b = try ESPEngine(localNode: "node-b", keyRing: r, peers: nodes)
+        let d0 = try #require(sealed(q0, to: "node-b", frame(100)))
+        let d1 = try #require(sealed(q1, to: "node-b", frame(100)))
+        let ds = try #require(sealed(single, to: "node-b", frame(100)))
+        #expect(Array(d0[0..<4]) == Array(ds[0..<4]))  // queue 0 = the single-queue SA
+        #expect(Array(d0[0..<4]) != Array(d1[0..<4]))
+        #expect(Array(d0[4..<8]) == [0, 0, 0, 1] && Array(d1[4..<8]) == [0, 0, 0, 1])
+        for d in [d0, d1] {
+            guard case .vxlan = open(b, d).0 else {
+                Issue.record("not opened")
+                continue
+            }
+        }
+    }
+
+    /// RFC 4303 §3.4.3 with concurrent receivers: two threads, each with its own engine (its own
+    /// cipher contexts) sharing the windows, open the same 4,000 packets at the same time;
+    /// every packet is accepted exactly once and the rest counted as replays.
+    @Test func concurrentReceiversShareOneWindow() throws {
+        let r = ring([(1, keyA, .tx)])
+        let a = try ESPEngine(localNode: "node-a", keyRing: r, peers: nodes)
+        let packets = (0..<4000).map { _ in sealed(a, to: "node-b", frame(200))! }
+        let states = SAStates()
+        let counts = Counts()
+        let nodes = nodes
+        DispatchQueue.concurrentPerform(iterations: 2) { t in
+            // Each thread builds its engine: engines are not shared, their SA states are.
+            let engine = try! ESPEngine(localNode: "node-b", keyRing: r, peers: nodes, sharing: states)
+            counts.record(t, opening: packets, with: engine)
+        }
+        let (opened, replayed) = counts.totals
+        #expect(opened == 4000)
+        #expect(replayed == 4000)
+    }
+
+    /// Sealing threads sharing an SA never use a sequence number twice.
+    @Test func sharedSequenceCounterIsUnique() throws {
+        let r = ring([(1, keyA, .tx)])
+        let states = SAStates()
+        let seen = Mutex<[UInt32]>([])
+        let nodes = nodes
+        DispatchQueue.concurrentPerform(iterations: 2) { _ in
+            let sender = try! ESPEngine(localNode: "node-a", keyRing: r, peers: nodes, sharing: states)
+            var mine: [UInt32] = []
+            for _ in 0..<2000 {
+                let d = sealed(sender, to: "node-b", frame(64))!
+                mine.append(UInt32(d[4]) << 24 | UInt32(d[5]) << 16 | UInt32(d[6]) << 8 | UInt32(d[7]))
+            }
+            seen.withLock { $0 += mine }
+        }
+        let all = seen.withLock { $0 }
+        #expect(all.count == 4000 && Set(all).count == 4000 && Set(all) == Set(1...4000))
+    }
+}
+
+/// Per-thread results of `concurrentReceiversShareOneWindow`.
+private final class Counts: Sendable {
+    private let slots = Mutex<[(opened: Int, replayed: Int)]>([(0, 0), (0, 0)])
+
+    func record(_ t: Int, opening packets: [[UInt8]], with engine: ESPEngine) {
+        var opened = 0
+        var replayed = 0
+        for p in packets {
+            switch open(engine, p).0 {
+            case .vxlan: opened += 1
+            case .drop(.replay): replayed += 1
+            case .drop: break
+            }
+        }
+        slots.withLock { $0[t] = (opened, replayed) }
+    }
+
+    var totals: (Int, Int) { slots.withLock { s in (s[0].opened + s[1].opened, s[0].replayed + s[1].replayed) } }
 }

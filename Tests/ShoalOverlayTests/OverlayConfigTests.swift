@@ -1,4 +1,5 @@
 import ShoalConfig
+import ShoalSystem
 import Testing
 
 @testable import ShoalOverlay
@@ -61,6 +62,45 @@ private func expectRefused(_ text: String, field: String, sourceLocation: Source
         #expect(p.networks[0].mtu == 1450)
         #expect(p.networks[1].mtu == 1500 - 50 - ESPEngine.headroom - ESPEngine.tailroom)
         #expect(p.networks[1].mtu == 1405)
+    }
+
+    /// An IPv6 underlay: the outer header is 40 bytes instead of 20, so 1430 plaintext (what the
+    /// kernel's VXLAN device uses over IPv6) and 1385 encrypted on a 1500-byte underlay.
+    @Test func ipv6UnderlayMTUCountsTheLargerHeader() throws {
+        var v6 = goodYAML
+        for n in 1...3 { v6 = v6.replacingOccurrences(of: "198.18.0.\(n)", with: "\"2001:2::\(n)\"") }
+        let p = try plan(v6)
+        #expect(p.underlayAddress == IPAddress("2001:2::1"))
+        #expect(p.peers.map(\.underlay) == [IPAddress("2001:2::2"), IPAddress("2001:2::3")])
+        #expect(p.networks[0].mtu == 1500 - 40 - 8 - 8 - 14)
+        #expect(p.networks[0].mtu == 1430)
+        #expect(p.networks[1].mtu == 1385)
+    }
+
+    /// Dual-stack networks: `subnet6` and per-endpoint `ip6`, checked like the IPv4 fields.
+    @Test func ipv6OverlayAddressesAreChecked() throws {
+        let dual = goodYAML.replacingOccurrences(
+            of: "subnet: 198.19.0.0/24", with: "subnet: 198.19.0.0/24\n    subnet6: \"2001:2:0:19::/64\""
+        ).replacingOccurrences(of: "ip: 198.19.0.2,", with: "ip: 198.19.0.2, ip6: \"2001:2:0:19::2\",")
+        let p = try plan(dual)
+        #expect(p.networks[0].subnet6?.description == "2001:2:0:19::/64")
+        #expect(p.networks[0].fdb[1].ip6 == IPAddress("2001:2:0:19::2"))
+        #expect(p.networks[0].fdb[0].ip6 == nil)
+        let refused: [(base: String, from: String, to: String, field: String)] = [
+            (dual, "2001:2:0:19::2", "2001:2:0:20::2", "networks[0].fdb[1].ip6"),
+            (dual, "2001:2:0:19::/64", "198.19.0.0/24", "networks[0].subnet6"),
+            (goodYAML, "ip: 198.19.0.2,", "ip: 198.19.0.2, ip6: \"2001:2:0:19::2\",", "networks[0].fdb[1].ip6"),
+            // One underlay family per overlay.
+            (goodYAML, "underlay: 198.18.0.2", "underlay: \"2001:2::2\"", "networks[0].fdb[1].underlay"),
+        ]
+        for r in refused { expectRefused(r.base.replacingOccurrences(of: r.from, with: r.to), field: r.field) }
+    }
+
+    /// `queues`: VTEP threads, 1 by default, at most one per sender queue a receiver accepts.
+    @Test func queuesAreBounded() throws {
+        #expect(try plan(goodYAML).queues == 1)
+        #expect(try plan("queues: 4\n" + goodYAML).queues == 4)
+        for bad in ["0", "17", "two"] { expectRefused("queues: \(bad)\n" + goodYAML, field: "queues") }
     }
 
     @Test func malformedConfigsNameTheField() {

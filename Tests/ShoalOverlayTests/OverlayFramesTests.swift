@@ -1,3 +1,4 @@
+import ShoalSystem
 import Testing
 
 @testable import ShoalOverlay
@@ -71,6 +72,89 @@ private func bytes(_ hex: String) -> [UInt8] {
                 out.withUnsafeMutableBytes { Frames.fragmentationNeeded(fb, mtu: 1400, into: $0) }
             }
             #expect(n == nil)
+        }
+    }
+}
+
+/// IPv6 (RFC 4861 neighbor discovery, RFC 4443 packet too big), built by hand.
+@Suite struct OverlayFramesIPv6Tests {
+    /// task 1 (2001:2:0:19::1, 02:00:c6:13:00:01) asks for 2001:2:0:19::2 on its solicited-node group.
+    private static let solicitation = bytes(
+        """
+        3333ff000002 0200c6130001 86dd
+        6000 0000 0020 3a ff 20010002000000190000000000000001 ff0200000000000000000001ff000002
+        87 00 0000 00000000 20010002000000190000000000000002 01 01 0200c6130001
+        """)
+
+    /// RFC 4861 §7.2.4: a solicited advertisement to the solicitation's source, from the target,
+    /// Solicited + Override, with the target link-layer address option; hop limit 255.
+    @Test func neighborSolicitationIsAnsweredFromTheFDB() {
+        var ns = Self.solicitation
+        var out = [UInt8](repeating: 0, count: 2048)
+        let n = ns.withUnsafeMutableBytes { f in
+            #expect(Frames.neighborSolicitationTarget(f) == IPAddress("2001:2:0:19::2"))
+            return out.withUnsafeMutableBytes { Frames.neighborAdvertisement(f, mac: 0x0200_C613_0002, into: $0) }
+        }
+        #expect(n == 86)
+        #expect(
+            Array(out[0..<56])
+                == bytes(
+                    """
+                    0200c6130001 0200c6130002 86dd
+                    6000 0000 0020 3a ff 20010002000000190000000000000002 20010002000000190000000000000001
+                    88 00
+                    """))
+        #expect(
+            Array(out[58..<86]) == bytes("60000000 20010002000000190000000000000002 02 01 0200c6130002"))
+        out.withUnsafeMutableBytes { #expect(Frames.icmpv6Checksum($0, length: 32) == 0) }
+    }
+
+    /// RFC 4861 §7.1.1 / §7.2.3: not from duplicate address detection (unspecified source), and
+    /// only with hop limit 255.
+    @Test func duplicateAddressDetectionAndForwardedSolicitationsAreNotAnswered() {
+        var dad = Self.solicitation
+        for i in 22..<38 { dad[i] = 0 }
+        var hop = Self.solicitation
+        hop[21] = 64
+        for var f in [dad, hop] {
+            f.withUnsafeMutableBytes { #expect(Frames.neighborSolicitationTarget($0) == nil) }
+        }
+    }
+
+    /// RFC 4443 §3.2: type 2 code 0, the MTU in the second word, as much of the invoking packet
+    /// as fits in 1280 bytes, from its destination to its source, valid checksum.
+    @Test func packetTooBigQuotesWhatFitsIn1280Bytes() {
+        var ip = bytes("6000 0000 05a8 11 40 20010002000000190000000000000001 20010002000000190000000000000002")
+        ip += [UInt8](repeating: 0xEE, count: 1448)
+        var frame = bytes("0200c6130002 0200c6130001 86dd") + ip
+        var out = [UInt8](repeating: 0, count: 2048)
+        let n = frame.withUnsafeMutableBytes { f in
+            #expect(!Frames.isIPv4DontFragment(f))
+            return out.withUnsafeMutableBytes { Frames.packetTooBig(f, mtu: 1450, into: $0) }
+        }
+        #expect(n == 14 + 1280)
+        #expect(Array(out[0..<14]) == bytes("0200c6130001 0200c6130002 86dd"))
+        #expect(Array(out[14..<22]) == bytes("6000 0000 04d8 3a 40"))  // payload 1240
+        #expect(Array(out[22..<38]) == Array(ip[24..<40]))  // from the destination
+        #expect(Array(out[38..<54]) == Array(ip[8..<24]))  // to the source
+        #expect(out[54] == 2 && out[55] == 0)
+        #expect(Array(out[58..<62]) == bytes("000005aa"))
+        #expect(Array(out[62..<(14 + 1280)]) == Array(ip[0..<1232]))
+        out.withUnsafeMutableBytes { #expect(Frames.icmpv6Checksum($0, length: 1240) == 0) }
+    }
+
+    /// RFC 4443 §2.4 (e): never about an ICMPv6 error; informational messages (echo) are answered.
+    @Test func noPacketTooBigAboutAnError() {
+        var out = [UInt8](repeating: 0, count: 2048)
+        let header =
+            "0200c6130002 0200c6130001 86dd 6000 0000 0040 3a 40 "
+            + "20010002000000190000000000000001 20010002000000190000000000000002"
+        for (type, answered) in [("01", false), ("02", false), ("80", true)] {
+            var f = bytes(header + type) + [UInt8](repeating: 0, count: 63)
+            let n = f.withUnsafeMutableBytes { fb in
+                out.withUnsafeMutableBytes { Frames.packetTooBig(fb, mtu: 1400, into: $0) }
+            }
+            #expect((n != nil) == answered, "type \(type)")
         }
     }
 }

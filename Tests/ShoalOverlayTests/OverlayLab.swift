@@ -16,6 +16,8 @@ final class OverlayLab {
     private var daemons: [Process] = []
     private var others: [Process] = []
     private var iperfPort = 5300
+    /// Nodes talk over the hosts' IPv6 underlay addresses instead of IPv4.
+    let underlay6: Bool
     static let key1 = "000102030405060708090a0b0c0d0e0f"
 
     /// The `shoal` binary next to the test bundle (built by `swift build --build-tests`).
@@ -28,7 +30,8 @@ final class OverlayLab {
         return NetnsLab.repoRoot.appendingPathComponent(".build/debug/shoal").path
     }
 
-    init(tag: String) throws {
+    init(tag: String, underlay6: Bool = false) throws {
+        self.underlay6 = underlay6
         lab = try NetnsLab(tag: tag, hosts: 2)
         dir = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent(lab.name)
         try? FileManager.default.removeItem(at: dir)
@@ -38,18 +41,23 @@ final class OverlayLab {
 
     func task(_ i: Int) -> String { "\(lab.name)-t\(i)" }
     func overlayIP(_ i: Int) -> String { "198.19.0.\(i)" }
+    func overlayIP6(_ i: Int) -> String { "2001:2:0:19::\(i)" }
+    func underlay(_ i: Int) -> String { underlay6 ? lab.address6(i) : lab.address(i) }
     func mac(_ i: Int) -> String { "02:00:c6:13:00:0\(i)" }
     func config(_ i: Int) -> String { dir.appendingPathComponent("n\(i).json").path }
     func control(_ i: Int) -> String { dir.appendingPathComponent("n\(i).sock").path }
 
-    /// Writes node i's config: one network, VNI 100, 198.19.0.0/24, both tasks in the FDB.
-    func writeConfig(_ i: Int, encrypted: Bool = false) throws {
+    /// Writes node i's config: one network, VNI 100, 198.19.0.0/24 and 2001:2:0:19::/64, both
+    /// tasks in the FDB.
+    func writeConfig(_ i: Int, encrypted: Bool = false, queues: Int = 1) throws {
         let fdb = (1...2).map {
-            "{\"mac\":\"\(mac($0))\",\"ip\":\"\(overlayIP($0))\",\"node\":\"n\($0)\",\"underlay\":\"\(lab.address($0))\"}"
+            "{\"mac\":\"\(mac($0))\",\"ip\":\"\(overlayIP($0))\",\"ip6\":\"\(overlayIP6($0))\","
+                + "\"node\":\"n\($0)\",\"underlay\":\"\(underlay($0))\"}"
         }.joined(separator: ",")
         var text = """
-            {"node":"n\(i)","underlay":{"address":"\(lab.address(i))","mtu":1500},"control":"\(control(i))",
-             "networks":[{"name":"blue","vni":100,"subnet":"198.19.0.0/24","encrypted":\(encrypted),"fdb":[\(fdb)]}]
+            {"node":"n\(i)","underlay":{"address":"\(underlay(i))","mtu":1500},"control":"\(control(i))","queues":\(queues),
+             "networks":[{"name":"blue","vni":100,"subnet":"198.19.0.0/24","subnet6":"2001:2:0:19::/64",
+              "encrypted":\(encrypted),"fdb":[\(fdb)]}]
             """
         if encrypted {
             text +=
@@ -60,8 +68,8 @@ final class OverlayLab {
     }
 
     /// Starts `shoal overlay run` in host i and waits for its control socket.
-    func startNode(_ i: Int, encrypted: Bool = false) throws {
-        try writeConfig(i, encrypted: encrypted)
+    func startNode(_ i: Int, encrypted: Bool = false, queues: Int = 1) throws {
+        try writeConfig(i, encrypted: encrypted, queues: queues)
         let log = dir.appendingPathComponent("n\(i).log")
         daemons.append(try lab.spawn(i, [Self.shoal, "overlay", "run", "--config", config(i)], output: log))
         for _ in 0..<100 {
@@ -70,6 +78,17 @@ final class OverlayLab {
         }
         throw OverlayLabError(
             description: "node \(i) did not start: " + ((try? String(contentsOf: log, encoding: .utf8)) ?? ""))
+    }
+
+    /// Starts both nodes and attaches a task to each: the usual two-task set-up.
+    func startPair(encrypted: Bool = false, queues: Int = 1) throws {
+        for i in 1...2 { try startNode(i, encrypted: encrypted, queues: queues) }
+        for i in 1...2 { try attach(i) }
+    }
+
+    /// The MTU of task i's overlay interface.
+    func taskMTU(_ i: Int) throws -> String {
+        try inTask(i, ["cat", "/sys/class/net/eth0/mtu"]).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// Attaches task i to node i's network.
@@ -110,14 +129,15 @@ final class OverlayLab {
     /// iperf3 from task `client` to task `server` (TCP, or UDP at `udpBitrate`); the JSON end summary.
     func iperf(
         client: Int, server: Int, seconds: Int = 1, bytes: String? = nil, udpBitrate: String? = nil,
-        reverse: Bool = false
+        reverse: Bool = false, ipv6: Bool = false, streams: Int = 1
     ) throws -> [String: Any] {
+        let serverIP = ipv6 ? overlayIP6(server) : overlayIP(server)
         // A fresh port per run: a one-shot server of the previous run may still be exiting.
         iperfPort += 1
         let port = String(iperfPort)
-        let srv = try spawnInTask(server, ["iperf3", "-s", "-1", "-B", overlayIP(server), "-p", port])
+        let srv = try spawnInTask(server, ["iperf3", "-s", "-1", "-B", serverIP, "-p", port])
         defer { if srv.isRunning { kill(srv.processIdentifier, SIGKILL) } }
-        var args = ["iperf3", "-c", overlayIP(server), "-p", port, "-J", "--connect-timeout", "3000"]
+        var args = ["iperf3", "-c", serverIP, "-p", port, "-J", "--connect-timeout", "3000", "-P", String(streams)]
         args += bytes.map { ["-n", $0] } ?? ["-t", String(seconds)]
         if let udpBitrate { args += ["-u", "-b", udpBitrate] }
         if reverse { args.append("-R") }

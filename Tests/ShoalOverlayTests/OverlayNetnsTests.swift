@@ -17,13 +17,8 @@ struct OverlayNetnsTests {
     @Test func plaintextTasksExchangeTCPAndUDP() throws {
         let o = try OverlayLab(tag: "ovplain")
         defer { o.close() }
-        try o.startNode(1)
-        try o.startNode(2)
-        try o.attach(1)
-        try o.attach(2)
-        #expect(
-            try o.inTask(1, ["cat", "/sys/class/net/eth0/mtu"]).trimmingCharacters(in: .whitespacesAndNewlines)
-                == "1450")
+        try o.startPair()
+        #expect(try o.taskMTU(1) == "1450")
         #expect(try o.inTask(1, ["ping", "-c", "2", "-W", "2", o.overlayIP(2)]).contains("2 received"))
         let tcp = try o.iperf(client: 1, server: 2)
         #expect(tcp.number("sum_received", "bytes") > 1_000_000)
@@ -58,21 +53,62 @@ struct OverlayNetnsTests {
         #expect(!links.contains("shbr100") && !links.contains("shtap100"), "\(links)")
     }
 
+    /// IPv6 tasks (2001:2:0:19::/64): neighbor solicitations answered by the VTEP from the FDB
+    /// (RFC 4861; nothing flooded), ping and TCP both ways, and RFC 4443 "packet too big" for a
+    /// packet larger than the network MTU, which the sender's route cache learns (RFC 8201).
+    @Test func ipv6TasksGetNeighborAdvertisementsAndPacketTooBig() throws {
+        let o = try OverlayLab(tag: "ovipv6")
+        defer { o.close() }
+        try o.startPair()
+        #expect(try o.inTask(1, ["ping", "-6", "-c", "2", "-W", "2", o.overlayIP6(2)]).contains("2 received"))
+        #expect(try o.inTask(2, ["ping", "-6", "-c", "2", "-W", "2", o.overlayIP6(1)]).contains("2 received"))
+        #expect(try o.inTask(1, ["ip", "-6", "neigh", "show", o.overlayIP6(2)]).contains(o.mac(2)))
+        let tcp = try o.iperf(client: 1, server: 2, ipv6: true)
+        #expect(tcp.number("sum_received", "bytes") > 1_000_000)
+        let tcpBack = try o.iperf(client: 1, server: 2, reverse: true, ipv6: true)
+        #expect(tcpBack.number("sum_received", "bytes") > 1_000_000)
+        for i in 1...2 {
+            let c = try o.inspect(i)
+            #expect(c.number("counters", "ndpAdvertisements") >= 1, "node \(i)")
+            #expect(c.number("counters", "dropNoRoute") == 0)
+        }
+
+        // The task, its veth and the TAP at 1600, the network at 1450: a 1548-byte packet.
+        for (ns, dev) in [(o.lab.host(1), "shtap100"), (o.lab.host(1), "shvc6130001"), (o.task(1), "eth0")] {
+            try NetnsLab.shell(["ip", "-n", ns, "link", "set", dev, "mtu", "1600"])
+        }
+        let ping: String
+        do {
+            ping = try o.inTask(1, ["ping", "-6", "-M", "do", "-s", "1500", "-c", "2", "-W", "1", o.overlayIP6(2)])
+        } catch {
+            ping = "\(error)"  // no reply: ping exits 1, its output is in the error
+        }
+        #expect(ping.contains("Packet too big") || ping.contains("mtu=1450") || ping.contains("mtu: 1450"), "\(ping)")
+        let route = try o.inTask(1, ["ip", "-6", "route", "get", o.overlayIP6(2)])
+        #expect(route.contains("mtu 1450"), "route cache after ICMPv6: \(route)")
+        let c = try o.inspect(1)
+        #expect(c.number("counters", "icmpv6PacketTooBigSent") >= 1)
+        #expect(c.number("counters", "dropMTU") >= 1)
+    }
+
     /// Interoperability with the Linux kernel's VXLAN device (RFC 7348 on the wire): Shoal on
     /// host 1; on host 2 a kernel `vxlan` (dstport 4789, nolearning) on a bridge, with static FDB
-    /// and neighbour entries. TCP and UDP both ways.
-    @Test func interoperatesWithKernelVXLAN() throws {
-        let o = try OverlayLab(tag: "ovkernel")
+    /// and neighbour entries. TCP and UDP both ways. Over an IPv4 and an IPv6 underlay (the
+    /// kernel's VXLAN over IPv6 computes the same 70-byte overhead: MTU 1430).
+    @Test(arguments: [false, true]) func interoperatesWithKernelVXLAN(underlay6: Bool) throws {
+        let o = try OverlayLab(tag: underlay6 ? "ovkernel6" : "ovkernel", underlay6: underlay6)
+        let mtu = underlay6 ? "1430" : "1450"
         defer { o.close() }
         try o.startNode(1)
         try o.attach(1)
+        #expect(try o.taskMTU(1) == mtu)
         let h2 = o.lab.host(2)
         let t2 = o.task(2)
         for cmd in [
-            ["ip", "-n", h2, "link", "add", "br100", "mtu", "1450", "type", "bridge"],
+            ["ip", "-n", h2, "link", "add", "br100", "mtu", mtu, "type", "bridge"],
             [
-                "ip", "-n", h2, "link", "add", "vx100", "mtu", "1450", "type", "vxlan", "id", "100", "local",
-                o.lab.address(2), "dstport", "4789", "nolearning",
+                "ip", "-n", h2, "link", "add", "vx100", "mtu", mtu, "type", "vxlan", "id", "100", "local",
+                o.underlay(2), "dstport", "4789", "nolearning",
             ],
             // veth never fills in checksums left to offload, so the kernel VXLAN would send inner
             // TCP with a partial checksum to host 1 (a real NIC completes it): compute it in software.
@@ -80,12 +116,12 @@ struct OverlayNetnsTests {
             ["ip", "-n", h2, "link", "set", "vx100", "master", "br100", "up"],
             ["ip", "-n", h2, "link", "set", "br100", "up"],
             [
-                "bridge", "-n", h2, "fdb", "append", o.mac(1), "dev", "vx100", "dst", o.lab.address(1), "self",
+                "bridge", "-n", h2, "fdb", "append", o.mac(1), "dev", "vx100", "dst", o.underlay(1), "self",
                 "permanent",
             ],
-            ["ip", "-n", h2, "link", "add", "tv2", "mtu", "1450", "type", "veth", "peer", "name", "eth0", "netns", t2],
+            ["ip", "-n", h2, "link", "add", "tv2", "mtu", mtu, "type", "veth", "peer", "name", "eth0", "netns", t2],
             ["ip", "-n", h2, "link", "set", "tv2", "master", "br100", "up"],
-            ["ip", "-n", t2, "link", "set", "eth0", "address", o.mac(2), "mtu", "1450", "up"],
+            ["ip", "-n", t2, "link", "set", "eth0", "address", o.mac(2), "mtu", mtu, "up"],
             ["ip", "-n", t2, "link", "set", "lo", "up"],
             ["ip", "-n", t2, "addr", "add", "\(o.overlayIP(2))/24", "dev", "eth0"],
             ["ip", "-n", t2, "neigh", "add", o.overlayIP(1), "lladdr", o.mac(1), "dev", "eth0", "nud", "permanent"],

@@ -23,7 +23,7 @@ func runSingleNode(dir: String, keyRing: KeyRing?, values: [String], compactEver
     for _ in 0..<1000 {
         if node.role == .leader && next < values.count {
             _ = try node.propose(
-                KVRequest(id: UInt64(next + 1), command: .put(key: "k\(next)", value: Array(values[next].utf8)))
+                KVRequest(id: UInt64(next + 1), command: .put(key: "key-\(next)", value: Array(values[next].utf8)))
                     .encode())
             next += 1
         }
@@ -85,7 +85,7 @@ func filesContain(_ dir: String, _ needle: [UInt8]) throws -> [String] {
             #expect(sm.values.count == 40)
             #expect(FileManager.default.fileExists(atPath: dir + "/snapshot"))
             #expect(try filesContain(dir, Array(marker.utf8)).isEmpty)
-            #expect(try filesContain(dir, Array("k1".utf8)).isEmpty)
+            #expect(try filesContain(dir, Array("key-1".utf8)).isEmpty)  // 5 bytes: no chance match
             // Restart through the encrypted files.
             let again = try runSingleNode(
                 dir: dir, keyRing: try KeyRing.open(directory: dir), values: [], compactEvery: 8)

@@ -149,8 +149,16 @@ final class LocalCluster {
                 Entry(term: 7, index: 43, kind: .configuration, data: Configuration.encode([1, 2])),
             ],
             commit: 40, reject: true, rejectHint: 39,
-            snapshot: Snapshot(index: 30, term: 5, voters: [1, 2, 3], data: [9]), context: 77)
+            snapshot: Snapshot(index: 30, term: 5, voters: [1, 2, 3], learners: [4], data: [9]), context: 77)
         #expect(try MessageCodec.decode(MessageCodec.encode(m)) == m)
+        let snap = m.snapshot!
+        #expect(try DurableStorage.decodeSnapshot(DurableStorage.encodeSnapshot(snap)) == snap)
+        // Voter-only configurations keep the earlier encoding (plain ids), so old logs still decode.
+        #expect(Configuration.encode([2, 1]) == Configuration.encode([1, 2], learners: []))
+        #expect(Configuration.encode([1, 2]).count == 16)
+        #expect(
+            Configuration.decode(Configuration.encode([3, 1], learners: [5, 4]))
+                == Membership(voters: [1, 3], learners: [4, 5]))
         #expect(throws: KVDecodeError.self) { _ = try MessageCodec.decode(Array(MessageCodec.encode(m).dropLast())) }
     }
 }

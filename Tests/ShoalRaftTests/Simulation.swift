@@ -4,9 +4,12 @@
 // through symmetric and asymmetric partitions), tick every live node, let clients submit
 // put/CAS (through the log) and get (through ReadIndex), let some nodes handle their Ready (persist,
 // then send, then apply; a node that crashes before doing so loses its unsynced state), inject
-// faults (crash, restart, partition, heal, add/remove a voter, leader transfer, compaction).
-// After every step the safety invariants are checked; at the end the cluster heals, must make
-// progress, and the client history must be linearizable.
+// faults (crash, restart, partition, heal, membership changes — add/remove a voter, add/remove a
+// learner, promote a learner —, leader transfer, compaction). Two spare nodes can join.
+// After every step the safety invariants are checked (besides the Raft ones: a learner never
+// leads, and every index a leader commits is durable on a majority of its voters, so a learner
+// never counts); at the end the cluster heals, must make progress, and the client history must be
+// linearizable.
 
 @testable import ShoalRaft
 
@@ -47,6 +50,8 @@ struct Simulation {
         var downUntil: UInt64 = 0
         var readsWaiting: [(context: UInt64, index: UInt64?)] = []
         var checkedCommit: UInt64 = 0
+        /// The commit index up to which this node's commits as leader were checked for a quorum.
+        var leaderCheckedCommit: UInt64 = 0
     }
     struct InFlight {
         var at: UInt64
@@ -76,7 +81,10 @@ struct Simulation {
     var leaderOfTerm: [UInt64: NodeID] = [:]
     var knownValues: [String: [[UInt8]]] = [:]
     var faultsOn = true
-    var stats = (elections: 0, commits: 0, crashes: 0, configChanges: 0, snapshotsSent: 0)
+    var stats = (
+        elections: 0, commits: 0, crashes: 0, configChanges: 0, snapshotsSent: 0, learnersAdded: 0, promotions: 0,
+        promotionsRefused: 0
+    )
     let keys = ["a", "b", "c"]
 
     init(seed: UInt64, options: SimOptions) {
@@ -84,7 +92,7 @@ struct Simulation {
         self.options = options
         rng = SplitMix64(seed: seed)
         let initial = (1...UInt64(options.nodes)).map { $0 }
-        allIDs = initial + [UInt64(options.nodes + 1)]
+        allIDs = initial + [UInt64(options.nodes + 1), UInt64(options.nodes + 2)]
         clientBusy = Array(repeating: false, count: 4)
         for id in initial {
             let st = RaftInitialState.bootstrap(voters: initial)
@@ -98,6 +106,7 @@ struct Simulation {
         c.electionTicks = 10
         c.maxEntriesPerMessage = 8
         c.maxInflightMessages = 4
+        c.maxPromotionLagEntries = 8
         return RawNode(config: c, state: st)
     }
 
@@ -391,23 +400,7 @@ struct Simulation {
                 if a != b { blocked.insert([a, b]) }
             }
         }
-        if rng.chance(options.membershipRate), let l = currentLeader() {
-            var raft = nodes[l]!.raft!
-            var voters = raft.voters
-            let outside = allIDs.filter { !voters.contains($0) }
-            if voters.count > 2 && (outside.isEmpty || rng.chance(0.5)) {
-                voters.remove(at: Int(rng.below(UInt64(voters.count))))
-            } else if let add = outside.first {
-                voters.append(add)
-                if nodes[add] == nil {
-                    nodes[add] = Node(raft: makeRaft(add, RaftInitialState()), disk: Disk())
-                }
-            }
-            if (try? raft.proposeConfiguration(voters)) != nil {
-                stats.configChanges += 1
-                nodes[l]!.raft = raft
-            }
-        }
+        if rng.chance(options.membershipRate), let l = currentLeader() { changeMembership(leader: l) }
         if rng.chance(options.transferRate), let l = currentLeader() {
             var raft = nodes[l]!.raft!
             let others = raft.voters.filter { $0 != l }
@@ -416,6 +409,41 @@ struct Simulation {
                 nodes[l]!.raft = raft
             }
         }
+    }
+
+    /// One single-server change on the leader: remove a voter (keeping at least two), add a
+    /// learner or (less often) a voter straight away, promote a learner, or remove a learner.
+    mutating func changeMembership(leader l: NodeID) {
+        var raft = nodes[l]!.raft!
+        let outside = allIDs.filter { !raft.membership.contains($0) }
+        let pick = { (ids: [NodeID], rng: inout SplitMix64) in ids[Int(rng.below(UInt64(ids.count)))] }
+        var change: ConfChange? = nil
+        if !raft.learners.isEmpty && rng.chance(0.6) {
+            let learner = pick(raft.learners, &rng)
+            change = rng.chance(0.8) ? .promote(learner) : .remove(learner)
+        } else {
+            switch rng.below(4) {
+            case 0...1 where raft.voters.count > 2: change = .remove(pick(raft.voters, &rng))
+            case 3 where !outside.isEmpty: change = .addVoter(pick(outside, &rng))
+            default: change = outside.isEmpty ? nil : .addLearner(pick(outside, &rng))
+            }
+        }
+        guard let change else { return }
+        switch change {
+        case .addVoter(let id), .addLearner(let id):
+            if nodes[id] == nil { nodes[id] = Node(raft: makeRaft(id, RaftInitialState()), disk: Disk()) }
+        default: break
+        }
+        do {
+            _ = try raft.proposeConfChange(change)
+        } catch .learnerNotCaughtUp {
+            stats.promotionsRefused += 1
+            return
+        } catch { return }
+        stats.configChanges += 1
+        if case .addLearner = change { stats.learnersAdded += 1 }
+        if case .promote = change { stats.promotions += 1 }
+        nodes[l]!.raft = raft
     }
 
     mutating func restart(_ id: NodeID) {
@@ -464,6 +492,34 @@ struct Simulation {
             nodes[id]!.checkedCommit = r.commit
         }
         if r.applied > r.commit { try fail("node \(id) applied \(r.applied) > commit \(r.commit)") }
+        try checkCommitQuorum(r)
+    }
+
+    /// A learner never leads, and each index a leader commits is already durable (on the simulated
+    /// disk) on a majority of that leader's voters: counting a learner, or a voter that has not
+    /// persisted, would show here.
+    mutating func checkCommitQuorum(_ r: RawNode) throws(SimulationFailure) {
+        if r.role == .leader && !r.voters.contains(r.id) {
+            try fail("node \(r.id) leads term \(r.term) but is not a voter (learners \(r.learners))")
+        }
+        if !Set(r.voters).isDisjoint(with: r.learners) {
+            try fail("node \(r.id): voters \(r.voters) and learners \(r.learners) overlap")
+        }
+        defer { nodes[r.id]!.leaderCheckedCommit = r.commit }
+        guard r.role == .leader, r.commit > nodes[r.id]!.leaderCheckedCommit, let t = r.termAt(r.commit) else {
+            return
+        }
+        let holders = r.voters.filter { v in
+            guard let d = nodes[v]?.disk else { return false }
+            if r.commit <= d.snapshot.index { return true }
+            let i = Int(r.commit - d.snapshot.index - 1)
+            return i < d.entries.count && d.entries[i].term == t
+        }
+        if holders.count < r.voters.count / 2 + 1 {
+            try fail(
+                "leader \(r.id) committed \(r.commit) held durably only by \(holders) of voters \(r.voters) (learners \(r.learners))"
+            )
+        }
     }
 
     /// Log matching: two logs with the same term at an index are identical up to it.

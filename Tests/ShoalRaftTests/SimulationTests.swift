@@ -44,11 +44,31 @@ import Testing
     @Test func simulationExercisesFaultsAndProgress() throws {
         var sim = Simulation(seed: 7, options: SimOptions(nodes: 5, steps: 2000))
         try sim.run()
+        print("simulation seed 7 (5 nodes, 2000 steps): \(sim.stats)")
         #expect(sim.stats.crashes > 0)
         #expect(sim.stats.configChanges > 0)
         #expect(sim.stats.elections > 1)
         #expect(sim.history.filter { $0.outcome != .unknown }.count > 100)
         #expect(sim.stats.snapshotsSent > 0)
+    }
+
+    /// Learners join, are refused promotion while they lag, and are promoted (over a few seeds:
+    /// membership changes are rare events).
+    @Test func simulationExercisesLearners() throws {
+        var added = 0
+        var promoted = 0
+        var refused = 0
+        for seed: UInt64 in 1...6 {
+            var sim = Simulation(seed: seed, options: SimOptions(nodes: 3, steps: 2000, membershipRate: 0.02))
+            try sim.run()
+            added += sim.stats.learnersAdded
+            promoted += sim.stats.promotions
+            refused += sim.stats.promotionsRefused
+        }
+        print("learners over 6 seeds: \(added) added, \(promoted) promoted, \(refused) promotions refused")
+        #expect(added > 0)
+        #expect(promoted > 0)
+        #expect(refused > 0)
     }
 
     /// The checker must reject a non-linearizable history (a stale read after a completed write).

@@ -6,7 +6,8 @@
 //   expected output
 //   <blank line>
 //
-// Commands: add-nodes N | campaign ID | propose ID DATA | propose-conf ID V1,V2,.. | tick ID N |
+// Commands: add-nodes N | campaign ID | propose ID DATA | propose-conf ID V1,V2,.. |
+// conf-change ID add-voter|add-learner|promote|remove N | add-empty-node ID | tick ID N |
 // deliver | stabilize | process-ready ID | partition A B | heal | crash ID | restart ID |
 // read-index ID CTX | transfer-leader FROM TO | compact ID | status.
 // `SHOAL_REWRITE=1` rewrites the expected output on purpose; review the diff before committing.
@@ -29,6 +30,7 @@ struct TranscriptEnv {
     static func config(_ id: NodeID) -> RaftConfig {
         var c = RaftConfig(id: id)
         c.heartbeatTicks = 3
+        c.maxPromotionLagEntries = 2
         return c
     }
 
@@ -55,6 +57,7 @@ struct TranscriptEnv {
             s += " index:\(m.index) ctx:\(m.context)"
         case .snapshot:
             s += " snapshot:\(m.snapshot!.term)/\(m.snapshot!.index) voters:\(m.snapshot!.voters)"
+            s += learnersSuffix(m.snapshot!.learners)
         case .timeoutNow:
             break
         }
@@ -63,15 +66,23 @@ struct TranscriptEnv {
 
     static func describe(_ e: Entry) -> String {
         switch e.kind {
-        case .configuration: return "\(e.term)/\(e.index) conf\(Configuration.decode(e.data))"
+        case .configuration:
+            let m = Configuration.decode(e.data)
+            return "\(e.term)/\(e.index) conf\(m.voters)" + learnersSuffix(m.learners)
         case .normal: return "\(e.term)/\(e.index) \"\(String(decoding: e.data, as: UTF8.self))\""
         }
+    }
+
+    /// Learners are shown only when there are some, so voter-only transcripts read as before.
+    static func learnersSuffix(_ learners: [NodeID]) -> String {
+        learners.isEmpty ? "" : " learners:\(learners)"
     }
 
     func status(_ id: NodeID) -> String {
         guard let r = nodes[id]?.raft else { return "\(id): down" }
         return
             "\(id): \(r.role) term:\(r.term) leader:\(r.leader) commit:\(r.commit) applied:\(r.applied) last:\(r.lastTerm)/\(r.lastIndex) voters:\(r.voters)"
+            + Self.learnersSuffix(r.learners)
     }
 
     mutating func processReady(_ id: NodeID, _ out: inout [String]) -> Bool {
@@ -80,7 +91,7 @@ struct TranscriptEnv {
         out.append("> \(id) handling Ready")
         if let hs = rd.hardState { out.append("  HardState term:\(hs.term) vote:\(hs.vote) commit:\(hs.commit)") }
         if let s = rd.snapshot {
-            out.append("  Snapshot \(s.term)/\(s.index) voters:\(s.voters)")
+            out.append("  Snapshot \(s.term)/\(s.index) voters:\(s.voters)" + Self.learnersSuffix(s.learners))
             nodes[id]!.disk.snapshot = s
             nodes[id]!.disk.entries = []
             nodes[id]!.sm = (try? KVStateMachine.restore(s)) ?? KVStateMachine()
@@ -127,6 +138,10 @@ struct TranscriptEnv {
         return true
     }
 
+    static func proposal(_ propose: () throws -> UInt64) -> String {
+        do { return "proposed at index \(try propose())" } catch { return "error: \(error)" }
+    }
+
     mutating func run(_ line: String) -> String {
         let f = line.split(separator: " ").map(String.init)
         var out: [String] = []
@@ -147,15 +162,23 @@ struct TranscriptEnv {
             nodes[id(1)]!.raft!.campaign()
             out.append(status(id(1)))
         case "propose":
-            do {
-                let i = try nodes[id(1)]!.raft!.propose(Array(f[2].utf8))
-                out.append("proposed at index \(i)")
-            } catch { out.append("error: \(error)") }
+            out.append(Self.proposal { try nodes[id(1)]!.raft!.propose(Array(f[2].utf8)) })
         case "propose-conf":
-            do {
-                let i = try nodes[id(1)]!.raft!.proposeConfiguration(f[2].split(separator: ",").map { NodeID($0)! })
-                out.append("proposed at index \(i)")
-            } catch { out.append("error: \(error)") }
+            out.append(
+                Self.proposal {
+                    try nodes[id(1)]!.raft!.proposeConfiguration(f[2].split(separator: ",").map { NodeID($0)! })
+                })
+        case "conf-change":
+            let target = id(3)
+            let changes: [String: ConfChange] = [
+                "add-voter": .addVoter(target), "add-learner": .addLearner(target), "promote": .promote(target),
+                "remove": .remove(target),
+            ]
+            guard let change = changes[f[2]] else {
+                out.append("unknown change \(f[2])")
+                break
+            }
+            out.append(Self.proposal { try nodes[id(1)]!.raft!.proposeConfChange(change) })
         case "tick":
             for _ in 0..<Int(f[2])! { nodes[id(1)]!.raft!.tick() }
             out.append(status(id(1)))

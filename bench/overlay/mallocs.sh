@@ -24,7 +24,7 @@ bash scripts/netns-lab.sh up "$LAB" 2
 for i in 1 2; do
   ip netns add "$LAB-t$i"
   cat > "$DIR/n$i.json" <<JSON
-{"node":"n$i","underlay":{"address":"198.18.0.$i"},"control":"$DIR/n$i.sock",
+{"node":"n$i","underlay":{"address":"198.18.0.$i"},"control":"$DIR/n$i.sock","queues":${SHOAL_QUEUES:-1},
  "networks":[{"vni":100,"subnet":"198.19.0.0/24","encrypted":true,"fdb":[
    {"mac":"02:00:c6:13:00:01","ip":"198.19.0.1","node":"n1","underlay":"198.18.0.1"},
    {"mac":"02:00:c6:13:00:02","ip":"198.19.0.2","node":"n2","underlay":"198.18.0.2"}]}],
@@ -43,9 +43,9 @@ sleep 0.5
 ip netns exec "$LAB-t1" iperf3 -c 198.19.0.2 -t 5 > "$DIR/iperf.txt" 2>&1 &
 CLIENT=$!
 sleep 1.5  # past start-up and the first ARP
-before=$("$SHOAL" overlay inspect --json --control "$DIR/n2.sock" | awk -F'[:,]' '/"udpDatagramsIn"/ {print $2}')
+before=$("$SHOAL" overlay inspect --json --control "$DIR/n2.sock" | awk -F'[:,]' '/"udpDatagramsIn"/ {print $2; exit}')
 count=$(perf stat -x, -e probe_libc:malloc -p "${PIDS[0]},${PIDS[1]}" -- sleep 2 2>&1 | awk -F, '/probe_libc:malloc/ {print $1}')
-after=$("$SHOAL" overlay inspect --json --control "$DIR/n2.sock" | awk -F'[:,]' '/"udpDatagramsIn"/ {print $2}')
+after=$("$SHOAL" overlay inspect --json --control "$DIR/n2.sock" | awk -F'[:,]' '/"udpDatagramsIn"/ {print $2; exit}')
 wait "$CLIENT" || true
 echo "mallocs in both daemons during 2 s: $count; ESP datagrams received by n2 meanwhile: $((after - before))"
 grep receiver "$DIR/iperf.txt" || true

@@ -12,7 +12,8 @@
 # ping-pong 64-byte messages over TCP and UDP, RTT p50/p99 (--full-rtt). Prints a table; ratios
 # go in bench/overlay/RESULTS.md. Run as root.
 #
-#   bash bench/overlay/run.sh [paths...]      (default: all five; SECONDS_PER_RUN=5)
+#   bash bench/overlay/run.sh [paths...]      (default: all five; SECONDS_PER_RUN=5;
+#                                              SHOAL_QUEUES=N: VTEP threads per Shoal node, default 1)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 T=${SECONDS_PER_RUN:-5}
@@ -77,7 +78,7 @@ up() {
     for i in 1 2; do
       ip netns add "$LAB-t$i"
       cat > "$DIR/n$i.json" <<JSON
-{"node":"n$i","underlay":{"address":"198.18.0.$i","mtu":1500,"busyPollMicroseconds":${SHOAL_SPIN_US:-50}},"control":"$DIR/n$i.sock",
+{"node":"n$i","underlay":{"address":"198.18.0.$i","mtu":1500,"busyPollMicroseconds":${SHOAL_SPIN_US:-50}},"control":"$DIR/n$i.sock","queues":${SHOAL_QUEUES:-1},
  "networks":[{"vni":100,"subnet":"198.19.0.0/24","encrypted":$enc,"fdb":[
    {"mac":"02:00:c6:13:00:01","ip":"198.19.0.1","node":"n1","underlay":"198.18.0.1"},
    {"mac":"02:00:c6:13:00:02","ip":"198.19.0.2","node":"n2","underlay":"198.18.0.2"}]}],

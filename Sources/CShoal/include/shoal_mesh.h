@@ -54,3 +54,20 @@ long shoal_raise_nofile(void);
 }
 #endif
 #endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+/// Space for one IP_PKTINFO or IPV6_PKTINFO control message (either family).
+size_t shoal_pktinfo_space(void);
+/// Asks the kernel for the destination address of each datagram (IP_PKTINFO, IPV6_RECVPKTINFO).
+int shoal_enable_pktinfo(int fd, int family);
+/// The destination address of a received datagram: writes 4 or 16 bytes to `addr` and returns
+/// 4 or 16, or 0 when the message carries no pktinfo.
+int shoal_pktinfo_get(const struct msghdr *msg, uint8_t addr[16]);
+/// Makes a reply leave from `addr` (4 or 16 bytes): writes the control message into
+/// msg->msg_control (shoal_pktinfo_space() bytes) and sets msg_controllen.
+void shoal_pktinfo_put(struct msghdr *msg, const uint8_t *addr, int len);
+#ifdef __cplusplus
+}
+#endif

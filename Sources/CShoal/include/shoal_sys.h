@@ -75,6 +75,14 @@ int shoal_sol_udp(void);
 int shoal_udp_segment(void);
 int shoal_udp_gro(void);
 
+// MARK: threads and queues.
+
+/// SO_ATTACH_REUSEPORT_CBPF with the program "return current CPU % n": a datagram goes to the
+/// socket of the reuseport group whose index (bind order) is the CPU that received it, mod n.
+int shoal_reuseport_steer_by_cpu(int fd, unsigned int n);
+/// Pins the calling thread to `cpu` (pthread_setaffinity_np). Returns 0 or an errno value.
+int shoal_pin_thread_to_cpu(int cpu);
+
 #ifdef __cplusplus
 }
 #endif
