@@ -30,8 +30,10 @@
 #        OUT=bench/mesh/RESULTS.md  KEEP=1 (keep the temp dir with raw outputs)
 #        SHOAL_BIN=path (another shoal binary; default: the release build)
 #        PERF=1 (profile each proxy's first run; tops of the profiles in bench/mesh/profiles/)
-#        NICE=-10 (run every process of the benchmark at this niceness: on a machine shared with
-#        builds, it keeps other work from taking the proxy's core mid-run)
+#        NICE=-10 (run every process of the benchmark at this niceness; it only outranks work in
+#        the same cgroup: other sessions' builds on this machine were not slowed by it)
+# IDLE_CONNS needs a hard RLIMIT_NOFILE of 2N + 2000; where it cannot be raised (no
+# CAP_SYS_RESOURCE, hard limit 20,000 here), N is clamped (9,000 here) and RESULTS.md says so.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
