@@ -19,7 +19,7 @@ struct BenchUDPSend: ParsableCommand {
 
     @Option(help: "Destination, a.b.c.d:port or [v6]:port.") var to: String
     @Option(help: "Send this file's bytes.") var file: String?
-    @Option(help: "Without --file: send this many bytes of a pattern.") var bytes = 1 << 20
+    @Option(help: "Without --file: send this many bytes of a pattern (64 KiB, repeated).") var bytes = 1 << 20
     @Option(help: "Payload bytes per datagram.") var segment = 1400
     @Option(help: "Bytes per send(2) with UDP_SEGMENT (0: one datagram per send, no GSO).") var gso = 0
     @Option(help: "Pause after each send(2), in microseconds.") var paceMicroseconds = 0
@@ -28,13 +28,16 @@ struct BenchUDPSend: ParsableCommand {
         guard let destination = SocketAddress(to) else { throw ValidationError("--to: expected a.b.c.d:port") }
         guard segment > 0, gso >= 0 else { throw ValidationError("--segment must be > 0, --gso >= 0") }
         let data: [UInt8]
+        let total: Int
         if let file {
             guard let d = FileManager.default.contents(atPath: file) else {
                 throw ValidationError("--file: cannot read \(file)")
             }
             data = [UInt8](d)
+            total = data.count
         } else {
-            data = (0..<bytes).map { UInt8(truncatingIfNeeded: $0 ^ ($0 >> 8)) }
+            data = (0..<65536).map { UInt8(truncatingIfNeeded: $0 ^ ($0 >> 8)) }
+            total = bytes
         }
         let fd = socket(destination.family, CInt(SOCK_DGRAM.rawValue), 0)
         guard fd >= 0 else { throw SystemError("socket", Errno(errno)) }
@@ -56,9 +59,11 @@ struct BenchUDPSend: ParsableCommand {
         var sends = 0
         var offset = 0
         try data.withUnsafeBytes { buffer in
-            while offset < buffer.count {
-                let n = min(chunk, buffer.count - offset)
-                let sent = send(fd, buffer.baseAddress! + offset, n, 0)
+            while offset < total {
+                // A file is sent once; the pattern from its start each time (chunk <= 64 KiB).
+                let at = file == nil ? 0 : offset
+                let n = min(chunk, total - offset, buffer.count - at)
+                let sent = send(fd, buffer.baseAddress! + at, n, 0)
                 if sent < 0 {
                     let e = errno
                     if e == EINTR { continue }
@@ -74,9 +79,8 @@ struct BenchUDPSend: ParsableCommand {
             }
         }
         let seconds = Date().timeIntervalSince(start)
-        let datagrams = (data.count + segment - 1) / segment
         print(
-            "{\"bytes\":\(data.count),\"datagrams\":\(datagrams),\"sends\":\(sends),\"seconds\":\(seconds),"
-                + "\"gbps\":\(seconds > 0 ? Double(data.count) * 8 / seconds / 1e9 : 0)}")
+            "{\"bytes\":\(total),\"sends\":\(sends),\"seconds\":\(seconds),"
+                + "\"gbps\":\(seconds > 0 ? Double(total) * 8 / seconds / 1e9 : 0)}")
     }
 }
