@@ -11,7 +11,8 @@
 //       its own (RFC 768), with its own UDP length and checksum; IP length and IPv4 id + i as
 //       for TCP (the kernel's own UDP GSO does the same).
 //
-// Pure functions over raw bytes; the checksums come from the C shim (RFC 1071, 8 bytes a step).
+// Pure functions over raw bytes; the checksums come from the C shim (RFC 1071; AVX2 when the
+// CPU has it).
 
 import CShoal
 
