@@ -6,6 +6,11 @@ package struct OverlayCounters: Codable, Sendable, Equatable {
     // Traffic.
     package var tapFramesIn: UInt64 = 0
     package var tapFramesOut: UInt64 = 0
+    /// Of `tapFramesIn`: TCP superframes (gso_type TCPV4/TCPV6) the VTEP segmented.
+    package var tapTSOFramesIn: UInt64 = 0
+    /// Of `tapFramesIn`: UDP superframes (gso_type UDP_L4, a task's UDP_SEGMENT send) the VTEP
+    /// segmented.
+    package var tapUSOFramesIn: UInt64 = 0
     package var udpDatagramsOut: UInt64 = 0
     package var udpDatagramsIn: UInt64 = 0
     package var arpReplies: UInt64 = 0
@@ -47,7 +52,8 @@ extension OverlayCounters {
     /// Every counter but `lastSendErrno`, for sums over queues.
     static var all: [WritableKeyPath<OverlayCounters, UInt64>] {
         [
-            \.tapFramesIn, \.tapFramesOut, \.udpDatagramsOut, \.udpDatagramsIn, \.arpReplies,
+            \.tapFramesIn, \.tapFramesOut, \.tapTSOFramesIn, \.tapUSOFramesIn, \.udpDatagramsOut, \.udpDatagramsIn,
+            \.arpReplies,
             \.icmpFragmentationNeededSent, \.ndpAdvertisements, \.icmpv6PacketTooBigSent, \.dropNoRoute,
             \.dropFloodSuppressed, \.dropMTU, \.dropMalformed, \.dropUnknownVNI, \.dropWrongEncapsulation,
             \.dropNoTxSA, \.dropESP, \.dropSendFailed, \.dropTapWriteFailed,

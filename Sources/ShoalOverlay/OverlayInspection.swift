@@ -13,6 +13,9 @@ package struct OverlayInspection: Codable, Sendable {
     package var esp: ESPReport?
     /// Per VTEP queue thread, when there are several.
     package var queues: [Queue]? = nil
+    /// TUNSETOFFLOAD flags the TAPs have (`csum tso4 tso6`, plus `uso4 uso6` where the kernel
+    /// takes UDP segmentation offload).
+    package var tapOffloads: [String]? = nil
 
     package struct Queue: Codable, Sendable {
         package var queue: Int
@@ -51,7 +54,8 @@ package struct OverlayInspection: Codable, Sendable {
 
     /// The text form.
     package var text: String {
-        var out = "node \(node)  underlay \(underlay) mtu \(underlayMTU)  vxlan :\(vxlanPort)  esp :\(espPort)\n"
+        var out = "node \(node)  underlay \(underlay) mtu \(underlayMTU)  vxlan :\(vxlanPort)  esp :\(espPort)"
+        out += "  tap offloads \((tapOffloads ?? []).joined(separator: " "))\n"
         for n in networks {
             out +=
                 "network \(n.name) vni \(n.vni) \(n.subnet)\(n.subnet6.map { " " + $0 } ?? "") mtu \(n.mtu) \(n.encrypted ? "encrypted" : "plaintext")"
@@ -82,7 +86,8 @@ package struct OverlayInspection: Codable, Sendable {
             out += " udpOut=\(q.udpDatagramsOut)\n"
         }
         let c = counters
-        out += "counters: tapIn=\(c.tapFramesIn) tapOut=\(c.tapFramesOut) udpOut=\(c.udpDatagramsOut)"
+        out += "counters: tapIn=\(c.tapFramesIn) (tso=\(c.tapTSOFramesIn) uso=\(c.tapUSOFramesIn))"
+        out += " tapOut=\(c.tapFramesOut) udpOut=\(c.udpDatagramsOut)"
         out += " udpIn=\(c.udpDatagramsIn) arpReplies=\(c.arpReplies) icmpFragNeeded=\(c.icmpFragmentationNeededSent)"
         out += " ndpAdvertisements=\(c.ndpAdvertisements) icmp6PacketTooBig=\(c.icmpv6PacketTooBigSent)\n"
         out += "drops: noRoute=\(c.dropNoRoute) floodSuppressed=\(c.dropFloodSuppressed) mtu=\(c.dropMTU)"

@@ -34,6 +34,8 @@ package final class OverlayNode {
     /// Key-ring handling (add / promote / retire), set when the ESP engine is in use.
     package var keyControl: ((ControlRequest) throws -> String)?
     package var espReport: (() -> ESPReport)?
+    /// The offloads the TAPs were given: TCP always, UDP (USO) when the kernel takes it.
+    package private(set) var tapOffloads: [String] = []
 
     /// Default control socket of `node`.
     package static func defaultControlPath(node: String) -> String { "/run/shoal/overlay-\(node).sock" }
@@ -52,10 +54,19 @@ package final class OverlayNode {
                 netlink.deleteLink(n.bridgeName)
                 try netlink.addBridge(n.bridgeName, mtu: n.mtu)
                 createdBridges.append(n.bridgeName)
-                // IFF_VNET_HDR with checksum and TSO offloads: TCP arrives in 64 KiB superframes.
+                // IFF_VNET_HDR with checksum, TSO and USO offloads: TCP, and UDP sent with
+                // UDP_SEGMENT, arrive in 64 KiB superframes. A kernel without USO (before 6.2)
+                // refuses it with EINVAL: TCP only, then.
                 for q in 0..<plan.queues {
                     let tap = try Tap(name: n.tapName, vnetHeader: true, multiQueue: plan.queues > 1)
-                    try tap.setOffload(Tap.tcpOffloads)
+                    if let refused = try tap.setSegmentationOffloads() {
+                        var line =
+                            "shoal overlay: \(n.tapName): the kernel refused USO (\(refused)); TCP offload only\n"
+                        line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+                        tapOffloads = ["csum", "tso4", "tso6"]
+                    } else if tapOffloads.isEmpty {
+                        tapOffloads = ["csum", "tso4", "tso6", "uso4", "uso6"]
+                    }
                     queueTapFDs[q].append(tap.releaseDescriptor())  // closed in tearDown
                 }
                 try netlink.setLink(n.tapName, up: true, mtu: n.mtu, master: n.bridgeName)
@@ -234,7 +245,7 @@ package final class OverlayNode {
         return OverlayInspection(
             node: plan.node, underlay: "\(plan.underlayAddress)", underlayMTU: plan.underlayMTU,
             vxlanPort: plan.vxlanPort, espPort: plan.espPort, networks: nets, peers: peers,
-            counters: counters, esp: espReport?(), queues: queueSet?.queueTraffic())
+            counters: counters, esp: espReport?(), queues: queueSet?.queueTraffic(), tapOffloads: tapOffloads)
     }
 }
 

@@ -11,10 +11,11 @@
 //   UDP 4789 ──recvmmsg×B──► VXLAN check ──► VNI → network ──► write to its TAP
 //   UDP 4500 ──recvmmsg×B──► ESP open in place ──► VXLAN check ──► VNI → network ──► write to its TAP
 //
-// Offloads: the TAP has IFF_VNET_HDR with TSO4/TSO6 and checksum offload, so a read returns a
-// virtio_net_hdr and up to 64 KiB of TCP; the VTEP cuts it into MSS-sized segments (see
-// OverlaySegmentation.swift), lays them out back to back as equal-size VXLAN or ESP datagrams
-// and sends each run with one UDP GSO message (UDP_SEGMENT). On receive, UDP_GRO hands over
+// Offloads: the TAP has IFF_VNET_HDR with TSO4/TSO6, USO4/USO6 and checksum offload, so a read
+// returns a virtio_net_hdr and up to 64 KiB of TCP, or of UDP a task sent with UDP_SEGMENT; the
+// VTEP cuts it into gso_size segments (see OverlaySegmentation.swift), lays them out back to
+// back as equal-size VXLAN or ESP datagrams and sends each run with one UDP GSO message
+// (UDP_SEGMENT). On receive, UDP_GRO hands over
 // runs of datagrams, opened and written to the TAP one frame each.
 //
 // Ordering: frames of one TAP leave in the order read (one batch, one sendmmsg); datagrams are
@@ -156,7 +157,7 @@ package final class VTEP {
 
     // MARK: TAP → underlay
 
-    /// Reads up to one batch of frames (or TSO superframes) from network `n`'s TAP and sends
+    /// Reads up to one batch of frames (or TSO/USO superframes) from network `n`'s TAP and sends
     /// what must go out. Returns the number of reads (0: the TAP is drained).
     @discardableResult
     package func pumpTap(_ n: Int) -> Int {
@@ -187,7 +188,7 @@ package final class VTEP {
                 continue
             }
             let gso = header.gsoType & ~VirtioNetHeader.gsoECN
-            var layout: TSOLayout? = nil
+            var layout: SegmentationLayout? = nil
             if gso == VirtioNetHeader.gsoNone {
                 if header.flags & VirtioNetHeader.flagNeedsChecksum != 0,
                     !completeChecksum(frame, start: header.checksumStart, offset: header.checksumOffset)
@@ -200,12 +201,12 @@ package final class VTEP {
                     continue
                 }
             } else {
-                layout = TSOLayout(
-                    UnsafeRawBufferPointer(frame), mss: header.gsoSize, ipv6: gso == VirtioNetHeader.gsoTCPv6)
+                layout = SegmentationLayout(UnsafeRawBufferPointer(frame), gsoType: gso, mss: header.gsoSize)
                 guard let l = layout else {
                     counters.dropMalformed += 1
                     continue
                 }
+                if l.udp { counters.tapUSOFramesIn += 1 } else { counters.tapTSOFramesIn += 1 }
                 if l.headerLength + l.mss > maxFrame {
                     tooBig(frame, net)
                     continue
@@ -258,7 +259,7 @@ package final class VTEP {
     /// size of every datagram but the last) and the next segment to lay out.
     @inline(__always)
     private func plainRun(
-        _ frame: UnsafeMutableRawBufferPointer, _ layout: TSOLayout?, _ vni: UInt32, from first: Int,
+        _ frame: UnsafeMutableRawBufferPointer, _ layout: SegmentationLayout?, _ vni: UInt32, from first: Int,
         into base: UnsafeMutableRawPointer
     ) -> (bytes: Int, stride: Int, next: Int) {
         let vx = VXLAN.headerBytes
@@ -280,7 +281,8 @@ package final class VTEP {
     /// Like `plainRun`, each datagram sealed in place as ESP; nil when there is no transmit SA.
     @inline(__always)
     private func sealRun(
-        _ frame: UnsafeMutableRawBufferPointer, _ layout: TSOLayout?, _ vni: UInt32, peer: Int, from first: Int,
+        _ frame: UnsafeMutableRawBufferPointer, _ layout: SegmentationLayout?, _ vni: UInt32, peer: Int,
+        from first: Int,
         into base: UnsafeMutableRawPointer
     ) -> (bytes: Int, stride: Int, next: Int)? {
         guard let sealer else { return nil }

@@ -40,6 +40,23 @@ package struct Tap: ~Copyable {
     /// IPv4/IPv6 arrives as segmentation-offload superframes (up to 64 KiB).
     package static var tcpOffloads: UInt32 { shoal_tun_f_csum() | shoal_tun_f_tso4() | shoal_tun_f_tso6() }
 
+    /// UDP segmentation offload (Linux 6.2+): UDP a task sends with UDP_SEGMENT arrives as one
+    /// superframe with gso_type VIRTIO_NET_HDR_GSO_UDP_L4. Needs `tcpOffloads`' checksum flag,
+    /// and the kernel takes USO4 and USO6 only together (EINVAL otherwise, and before 6.2).
+    package static var udpOffloads: UInt32 { shoal_tun_f_uso4() | shoal_tun_f_uso6() }
+
+    /// Sets `tcpOffloads | udpOffloads`; if the kernel refuses that with EINVAL (no USO), sets
+    /// `tcpOffloads` alone and returns the refusal. Any other failure throws.
+    package func setSegmentationOffloads() throws(SystemError) -> Errno? {
+        switch syscallRetrying({ shoal_tap_set_offload(fd.rawValue, Self.tcpOffloads | Self.udpOffloads) }) {
+        case .success: return nil
+        case .failure(let e) where e == Errno(EINVAL):
+            try setOffload(Self.tcpOffloads)
+            return e
+        case .failure(let e): throw SystemError("ioctl(TUNSETOFFLOAD)", e, name)
+        }
+    }
+
     /// Reads one frame; `.wouldBlock` when none is queued.
     @inline(__always)
     package func read(into buffer: UnsafeMutableRawBufferPointer) -> Result<Int, Errno> {

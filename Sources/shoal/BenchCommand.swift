@@ -10,7 +10,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "In-process measurements used by bench/ (compare with their anchors there).",
-        subcommands: [AEAD.self])
+        subcommands: [AEAD.self, BenchUDPSend.self])
 
     struct AEAD: ParsableCommand {
         static let configuration = CommandConfiguration(

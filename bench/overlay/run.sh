@@ -13,14 +13,20 @@
 # go in bench/overlay/RESULTS.md. Run as root.
 #
 #   bash bench/overlay/run.sh [paths...]      (default: all five; SECONDS_PER_RUN=5;
-#                                              SHOAL_QUEUES=N: VTEP threads per Shoal node, default 1)
+#                                              SHOAL_QUEUES=N: VTEP threads per Shoal node, default 1;
+#                                              SHOAL_BIN=PATH: that shoal binary instead of the release
+#                                              build, to compare two builds run after run)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 T=${SECONDS_PER_RUN:-5}
 PATHS=("$@")
 [ ${#PATHS[@]} -gt 0 ] || PATHS=(veth kvxlan wggo shoal shoalesp)
-swift build -c release --product shoal 2>&1 | tail -1
-SHOAL=$(swift build -c release --show-bin-path)/shoal
+if [ -n "${SHOAL_BIN:-}" ]; then
+  SHOAL=$SHOAL_BIN
+else
+  swift build -c release --product shoal 2>&1 | tail -1
+  SHOAL=$(swift build -c release --show-bin-path)/shoal
+fi
 LAB=shoal-$$-obench
 DIR=$(mktemp -d /tmp/shoal-bench.XXXXXX)
 PIDS=()
