@@ -250,9 +250,10 @@ package final class Reactor: @unchecked Sendable {
     /// Closes an accepted socket with a reset and counts why.
     @inline(__always)
     func refuse(_ fd: CInt, _ port: PortTable, _ reason: MeshCounter) {
+        // Counted before the reset leaves: whoever sees the reset sees the count.
+        port.runtime.count(reason)
         _ = shoal_set_linger_reset(fd)
         Glibc.close(fd)
-        port.runtime.count(reason)
         port.runtime.logOnce(reason)
     }
 }

@@ -13,23 +13,38 @@ import Testing
 #endif
 
 enum Kit {
-    /// A port the kernel says is free now (bound to port 0 and released).
+    /// The next port to try. Test ports come from 20000-29999, below the kernel's ephemeral
+    /// range: other tests' bind(0) and outgoing connections never land there, and each port is
+    /// handed out once per process. (The mesh's listeners use SO_REUSEPORT, as HAProxy's do, so
+    /// two listeners on one port would share its connections silently rather than fail.)
+    private static let nextPort = Mutex<Int>(20_000 + Int(getpid() % 1_000) * 10)
+
+    /// A port free now on 127.0.0.1 (checked by binding it), never handed out before.
     static func freePort(udp: Bool = false) -> UInt16 {
+        while true {
+            let p = nextPort.withLock { n -> UInt16 in
+                let p = n
+                n = n + 1 >= 30_000 ? 20_000 : n + 1
+                return UInt16(p)
+            }
+            if isFree(p, udp: udp) { return p }
+        }
+    }
+
+    private static func isFree(_ port: UInt16, udp: Bool) -> Bool {
         let fd = socket(AF_INET, udp ? CInt(SOCK_DGRAM.rawValue) : CInt(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
+        var one: CInt = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<CInt>.size))
         var sin = sockaddr_in()
         sin.sin_family = sa_family_t(AF_INET)
+        sin.sin_port = port.bigEndian
         sin.sin_addr = in_addr(s_addr: UInt32(0x7F00_0001).bigEndian)
-        _ = withUnsafePointer(to: &sin) {
+        return withUnsafePointer(to: &sin) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
             }
-        }
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &sin) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-        }
-        return UInt16(bigEndian: sin.sin_port)
+        } == 0
     }
 
     /// Starts a mesh from YAML text (control socket in a temp dir).
