@@ -54,6 +54,7 @@ final class HealthChecker: Sendable {
         var records: [ObjectIdentifier: Record] = [:]
         var probes: [Probe] = []
         var pollfds: [pollfd] = []
+        var prunedFor: ObjectIdentifier?
         while true {
             let (table, running) = state.withLock { ($0.table, $0.running) }
             guard running, let table else { break }
@@ -97,9 +98,12 @@ final class HealthChecker: Sendable {
                 if records[id] != nil { Self.verdict(ok, probe.endpoint, probe.spec, &records[id]!) }
             }
             probes = kept
-            // Forget tasks that left the table.
-            let live = Set(table.ports.flatMap { $0.endpoints.map(ObjectIdentifier.init) })
-            records = records.filter { live.contains($0.key) }
+            // Forget tasks that left the table (once per revision, not every round).
+            if prunedFor != ObjectIdentifier(table) {
+                prunedFor = ObjectIdentifier(table)
+                let live = Set(table.ports.flatMap { $0.endpoints.map(ObjectIdentifier.init) })
+                records = records.filter { live.contains($0.key) }
+            }
             if probes.isEmpty { usleep(10_000) }
         }
         for p in probes { Glibc.close(p.fd) }

@@ -49,13 +49,14 @@ private let samples: [ProxyAddresses] = [
 ]
 
 @Suite struct ProxyProtocolV1Tests {
-    /// §2.1's example line, followed by the HTTP request it precedes.
+    /// §2.1's example line (its addresses moved into 198.18.0.0/16, the project's test range),
+    /// followed by the HTTP request it precedes.
     @Test func section2_1ExampleLine() {
-        let line = "PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n"
-        let stream = line + "GET / HTTP/1.1\r\nHost: 192.168.0.11\r\n\r\n"
+        let line = "PROXY TCP4 198.18.0.1 198.18.0.11 56324 443\r\n"
+        let stream = line + "GET / HTTP/1.1\r\nHost: 198.18.0.11\r\n\r\n"
         let expected = ProxyAddresses.ipv4(
-            source: v4(192, 168, 0, 1), destination: v4(192, 168, 0, 11), sourcePort: 56324, destinationPort: 443)
-        #expect(parse(stream) == .header(length: 47, version: 1, addresses: expected))
+            source: v4(198, 18, 0, 1), destination: v4(198, 18, 0, 11), sourcePort: 56324, destinationPort: 443)
+        #expect(parse(stream) == .header(length: 45, version: 1, addresses: expected))
         #expect(encodeV1(expected) == Array(line.utf8))
     }
 
